@@ -1,0 +1,174 @@
+"""Attention capture as a diffusers attention processor (SPEC 2.2).
+
+One ``AttentionRecorder`` is shared by every attention layer of the UNet. While a recording is active it names
+the query grid whose cross-attention columns it wants (latent size / 4, 16x16 at 512 px) and, for mask creation
+only, the grid whose self-attention it wants (latent size / 2, 32x32 at 512 px). Layers are chosen by the number
+of query positions, never by name, so any SD-shaped UNet works. Only those layers compute an explicit softmax;
+every other call, and every call outside a recording, uses scaled_dot_product_attention.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+
+@dataclass
+class _Recording:
+    cross_grid: tuple[int, int]
+    token_positions: torch.Tensor  # (K,) prompt positions whose attention columns are kept
+    self_grid: tuple[int, int] | None
+    cross_sum: torch.Tensor | None = None  # (B, K, h*w) summed over layers, head-averaged
+    cross_layers: int = 0
+    self_sum: torch.Tensor | None = None  # (B, H*W, H*W) summed over layers, head-averaged
+    self_layers: int = 0
+
+
+class AttentionRecorder:
+    def __init__(self) -> None:
+        self._recording: _Recording | None = None
+
+    @contextmanager
+    def record(
+        self,
+        latent_size: tuple[int, int],
+        token_positions: torch.Tensor,
+        *,
+        with_self_attention: bool = False,
+    ) -> Iterator["AttentionRecorder"]:
+        height, width = latent_size
+        self._recording = _Recording(
+            cross_grid=(height // 4, width // 4),
+            token_positions=token_positions,
+            self_grid=(height // 2, width // 2) if with_self_attention else None,
+        )
+        try:
+            yield self
+        finally:
+            self._recording = None
+
+    def wants_cross(self, query_length: int) -> bool:
+        rec = self._recording
+        return rec is not None and query_length == rec.cross_grid[0] * rec.cross_grid[1]
+
+    def wants_self(self, query_length: int) -> bool:
+        rec = self._recording
+        return rec is not None and rec.self_grid is not None and query_length == rec.self_grid[0] * rec.self_grid[1]
+
+    def add_cross(self, probabilities: torch.Tensor) -> None:
+        """probabilities: (B, heads, h*w, L) softmax over the L prompt tokens."""
+        rec = self._active()
+        columns = probabilities.mean(dim=1)[..., rec.token_positions].transpose(1, 2)  # (B, K, h*w)
+        rec.cross_sum = columns if rec.cross_sum is None else rec.cross_sum + columns
+        rec.cross_layers += 1
+
+    def add_self(self, probabilities: torch.Tensor) -> None:
+        """probabilities: (B, heads, H*W, H*W), row-stochastic."""
+        rec = self._active()
+        averaged = probabilities.mean(dim=1)
+        rec.self_sum = averaged if rec.self_sum is None else rec.self_sum + averaged
+        rec.self_layers += 1
+
+    def cross_maps(self) -> torch.Tensor:
+        """(B, K, h, w): head- and layer-averaged cross-attention of the recorded tokens."""
+        rec = self._active()
+        if rec.cross_sum is None:
+            raise RuntimeError(f"no cross-attention layer has a {rec.cross_grid} query grid")
+        return (rec.cross_sum / rec.cross_layers).unflatten(-1, rec.cross_grid)
+
+    def self_attention(self) -> torch.Tensor:
+        """(B, H*W, H*W): head- and layer-averaged self-attention on the self grid."""
+        rec = self._active()
+        if rec.self_sum is None:
+            raise RuntimeError(f"no self-attention layer has a {rec.self_grid} query grid")
+        return rec.self_sum / rec.self_layers
+
+    def _active(self) -> _Recording:
+        if self._recording is None:
+            raise RuntimeError("no attention recording is active")
+        return self._recording
+
+
+class RecordingAttnProcessor:
+    """diffusers' AttnProcessor2_0, with an explicit softmax on the layers the recorder asks for."""
+
+    def __init__(self, recorder: AttentionRecorder) -> None:
+        self.recorder = recorder
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args: object,
+        **kwargs: object,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+
+        is_cross = encoder_hidden_states is not None
+        query_length = hidden_states.shape[1]
+        batch_size, key_length, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, key_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, Lq, d)
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, Lk, d)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        record_cross = is_cross and self.recorder.wants_cross(query_length)
+        record_self = not is_cross and self.recorder.wants_self(query_length)
+        if record_cross or record_self:
+            scores = (query @ key.transpose(-1, -2)) * attn.scale  # (B, heads, Lq, Lk)
+            if attention_mask is not None:
+                scores = scores + attention_mask
+            probabilities = scores.softmax(dim=-1, dtype=torch.float32)
+            if record_cross:
+                self.recorder.add_cross(probabilities)
+            else:
+                self.recorder.add_self(probabilities)
+            hidden_states = probabilities.to(value.dtype) @ value
+        else:
+            hidden_states = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False, scale=attn.scale
+            )
+
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.to(query.dtype)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
