@@ -90,9 +90,7 @@ class ConceptSet:
             "rank_mean": sum(ranks) / len(ranks),
             "rank_max": max(ranks),
         }
-        return replace(
-            self, deltas=deltas, factors=factors, metadata={**self.metadata, "compression": report}
-        )
+        return replace(self, deltas=deltas, factors=factors, metadata={**self.metadata, "compression": report})
 
     def save(self, directory: Path) -> dict[str, Path]:
         """Write the artifact files; returns logical name -> path."""

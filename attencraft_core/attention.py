@@ -119,7 +119,9 @@ class RecordingAttnProcessor:
 
         is_cross = encoder_hidden_states is not None
         query_length = hidden_states.shape[1]
-        batch_size, key_length, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        batch_size, key_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
 
         if attention_mask is not None:
             attention_mask = attn.prepare_attention_mask(attention_mask, key_length, batch_size)

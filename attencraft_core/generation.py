@@ -44,7 +44,7 @@ def internal_prompt(prompt: str, token_for_placeholder: dict[str, str]) -> str:
     return PLACEHOLDER.sub(lambda match: token_for_placeholder[match.group(0)], prompt)
 
 
-def check_request(model: BaseModel, request: GenerationRequest) -> None:
+def check_request(request: GenerationRequest) -> None:
     if request.scheduler not in SCHEDULERS:
         raise InvalidInputError(f"Unknown scheduler {request.scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
     if request.num_images < 1 or request.steps < 1:
@@ -63,7 +63,7 @@ def check_prompt_length(model: BaseModel, prompt: str) -> None:
 
 def generate(model: BaseModel, weights: ConceptWeights | None, request: GenerationRequest) -> list[Image.Image]:
     """Images for the request with the concept set applied; the base model is restored bit-identically after."""
-    check_request(model, request)
+    check_request(request)
     pipeline = model.pipeline
     original_scheduler = pipeline.scheduler
     scheduler_class, overrides = SCHEDULERS[request.scheduler]

@@ -53,7 +53,12 @@ _BUILT_IN = {
             "norm_num_groups": 8,
             "use_linear_projection": True,
         },
-        "vae": {"block_out_channels": (16, 16, 32, 32), "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 256},
+        "vae": {
+            "block_out_channels": (16, 16, 32, 32),
+            "layers_per_block": 1,
+            "norm_num_groups": 8,
+            "sample_size": 256,
+        },
         "text": {
             "hidden_size": 32,
             "intermediate_size": 64,
@@ -72,7 +77,12 @@ _BUILT_IN = {
             "norm_num_groups": 32,
             "use_linear_projection": True,
         },
-        "vae": {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 512},
+        "vae": {
+            "block_out_channels": (128, 256, 512, 512),
+            "layers_per_block": 2,
+            "norm_num_groups": 32,
+            "sample_size": 512,
+        },
         "text": {
             "hidden_size": 1024,
             "intermediate_size": 4096,
@@ -144,7 +154,7 @@ def _load_pipeline(spec: str, revision: str | None) -> StableDiffusionPipeline:
             requires_safety_checker=False,
             local_files_only=local.is_dir(),
         )
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError) as error:
         raise ModelLoadError(
             f"Could not load the base model {spec!r}: give a built-in name ({', '.join(_BUILT_IN)}), a local "
             f"diffusers folder, or a hub id this machine can download ({error})."
@@ -174,7 +184,9 @@ class ConceptWeights:
 class BaseModel:
     """A loaded base pipeline, prepared once per process: frozen, recording processors, identifier slots."""
 
-    def __init__(self, pipeline: StableDiffusionPipeline, name: str, revision: str | None, device: torch.device):
+    def __init__(
+        self, pipeline: StableDiffusionPipeline, name: str, revision: str | None, device: torch.device
+    ) -> None:
         self.pipeline = pipeline
         self.name = name
         self.revision = revision

@@ -85,8 +85,14 @@ def noisy_latents(
 
 @torch.no_grad()
 def record_attention(
-    model: BaseModel, latents: torch.Tensor, timesteps: torch.Tensor, prompt_ids: torch.Tensor, count: int,
-    generator: torch.Generator, *, with_self_attention: bool,
+    model: BaseModel,
+    latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    prompt_ids: torch.Tensor,
+    count: int,
+    generator: torch.Generator,
+    *,
+    with_self_attention: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One UNet forward on z_t for every t: (T, N, h/4, w/4) cross maps and, if asked, (T, H*W, H*W) self maps."""
     positions = token_positions(prompt_ids, model.slot_ids[:count]).to(model.device)
@@ -124,7 +130,11 @@ def create_masks(
 
 
 def estimate_scores(
-    model: BaseModel, latents: torch.Tensor, prompt_ids: torch.Tensor, masks: torch.Tensor, config: RatioConfig,
+    model: BaseModel,
+    latents: torch.Tensor,
+    prompt_ids: torch.Tensor,
+    masks: torch.Tensor,
+    config: RatioConfig,
     seed: int,
 ) -> torch.Tensor:
     """SPEC 2.4: S_i, one batched no-grad forward over T = {0, 20, 40, 60, 80}."""

@@ -5,6 +5,7 @@ prompts such as "a photo of cat and dog" become one token per word while any oth
 (byte by byte).
 """
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,12 +13,13 @@ BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 WORD_END = "</w>"
 
-COMMON_WORDS = (
-    "a an the of and in on at with by photo picture painting drawing image style sitting standing next to "
-    "beach paris city forest snow street room table grass water sky garden park mountain road house kitchen "
-    "cat dog penguin pig horse cow bird bear teddy toy baby child mother man woman person chair lamp vase boot "
-    "backpack duck car bag cup flower tree red blue green white black small big cute old new"
-).split()
+_WORD_LIST = """
+a an the of and in on at with by photo picture painting drawing image style sitting standing next to
+beach paris city forest snow street room table grass water sky garden park mountain road house kitchen
+cat dog penguin pig horse cow bird bear teddy toy baby child mother man woman person chair lamp vase boot
+backpack duck car bag cup flower tree red blue green white black small big cute old new
+"""
+COMMON_WORDS = tuple(_WORD_LIST.split())
 
 
 def byte_symbols() -> list[str]:
@@ -32,16 +34,30 @@ def byte_symbols() -> list[str]:
     return [symbols[byte] for byte in range(256)]
 
 
+def apply_merges(parts: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding: repeatedly merge the adjacent pair of lowest rank."""
+    while len(parts) > 1:
+        pairs = [(ranks.get((a, b)), index) for index, (a, b) in enumerate(itertools.pairwise(parts))]
+        ranked = [(rank, index) for rank, index in pairs if rank is not None]
+        if not ranked:
+            break
+        _, index = min(ranked)
+        parts = [*parts[:index], parts[index] + parts[index + 1], *parts[index + 2 :]]
+    return parts
+
+
 def word_merges(words: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
-    """Left-to-right merges that assemble each word (lower-case ASCII) into one word-final token."""
-    merges: dict[tuple[str, str], None] = {}
+    """Merges under which each word (lower-case ASCII) encodes to one word-final token.
+
+    Each new merge gets the next rank, after every merge already made, so earlier words keep their encoding.
+    """
+    ranks: dict[tuple[str, str], int] = {}
     for word in words:
-        parts = list(word)
-        parts[-1] += WORD_END
+        parts = apply_merges([*word[:-1], word[-1] + WORD_END], ranks)
         while len(parts) > 1:
-            merges[(parts[0], parts[1])] = None
-            parts = [parts[0] + parts[1], *parts[2:]]
-    return list(merges)
+            ranks[(parts[0], parts[1])] = len(ranks)
+            parts = apply_merges(parts, ranks)
+    return list(ranks)
 
 
 def write_clip_tokenizer_files(directory: Path, words: tuple[str, ...] | list[str] = COMMON_WORDS) -> Path:

@@ -134,7 +134,7 @@ class FeatureRetainingTrainer:
         *,
         seed_offset: int = 2,
     ) -> None:
-        """latents: (1, 4, h, w); masks: bool (N, H, W) on any grid; probabilities: (N,); initial_identifiers: (N, D)."""
+        """latents: (1, 4, h, w); masks: bool (N, H, W) on any grid; probabilities: (N,); identifiers: (N, D)."""
         self.model = model
         self.config = config
         self.latents = latents
@@ -149,9 +149,7 @@ class FeatureRetainingTrainer:
 
         self.identifiers = torch.nn.Parameter(initial_identifiers.detach().float().clone().to(model.device))
         model.set_identifiers(self.identifiers)
-        self.kv_weights = {
-            name: (layer.to_k.weight, layer.to_v.weight) for name, layer in model.kv_layers.items()
-        }
+        self.kv_weights = {name: (layer.to_k.weight, layer.to_v.weight) for name, layer in model.kv_layers.items()}
         for pair in self.kv_weights.values():
             for weight in pair:
                 weight.requires_grad_(True)

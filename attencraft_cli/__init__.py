@@ -1,0 +1,1 @@
+"""The `attencraft` command: the composition root that wires the core, the service and the worker together."""

@@ -1,0 +1,42 @@
+import pytest
+import torch
+from PIL import Image
+
+from attencraft_core.config import TrainingConfig
+from attencraft_core.models import BaseModel, load_base_model
+from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
+from tests.core.tiny import TRAIN_STEPS, changed, state, two_object_image
+
+
+@pytest.fixture(scope="session")
+def tiny() -> BaseModel:
+    return load_base_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def image() -> Image.Image:
+    return two_object_image()
+
+
+@pytest.fixture(scope="session")
+def pristine(tiny: BaseModel) -> dict[str, torch.Tensor]:
+    return state(tiny)
+
+
+@pytest.fixture(scope="session")
+def trained(tiny, image, pristine):
+    """A short training run, with the weights changed during training and every step's subset recorded."""
+    during: dict[str, set[str]] = {}
+
+    def on_step(record, total):
+        if record.step == total:
+            during["changed"] = changed(pristine, state(tiny))
+
+    concept_set = learn_concepts(
+        tiny,
+        image,
+        [ConceptSpec("cat"), ConceptSpec("dog")],
+        TrainingConfig(steps=TRAIN_STEPS, seed=3),
+        callbacks=LearnCallbacks(on_step=on_step),
+    )
+    return concept_set, during["changed"]

@@ -1,0 +1,85 @@
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from attencraft_core.errors import ModelLoadError
+from attencraft_core.models import _BUILT_IN, SD21_RANDOM, build_builtin_pipeline, load_base_model
+from attencraft_core.tokenizer_files import write_clip_tokenizer_files
+from tests.core.tiny import state
+
+
+def test_a_folder_saved_from_tiny_loads_through_the_checkpoint_path(tmp_path, tiny, pristine):
+    build_builtin_pipeline("tiny").save_pretrained(tmp_path / "tiny-sd")
+    # The tokenizer folder as Stable Diffusion checkpoints ship it: vocab.json, merges.txt, tokenizer_config.json.
+    tokenizer_dir = tmp_path / "tiny-sd" / "tokenizer"
+    for path in tokenizer_dir.iterdir():
+        path.unlink()
+    write_clip_tokenizer_files(tokenizer_dir)
+    assert (tmp_path / "tiny-sd" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = load_base_model(str(tmp_path / "tiny-sd"), device="cpu")
+    assert loaded.fingerprint == tiny.fingerprint
+    assert state(loaded).keys() == pristine.keys()
+    assert all(torch.equal(tensor, pristine[name]) for name, tensor in state(loaded).items())
+    assert loaded.pipeline.tokenizer.get_vocab() == tiny.pipeline.tokenizer.get_vocab()
+    assert loaded.resolution == 256
+
+
+def test_a_folder_that_is_not_a_pipeline_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="Could not load the base model"):
+        load_base_model(str(tmp_path), device="cpu")
+
+
+def test_class_names_tokenize_to_single_tokens_and_slots_do_not_collide(tiny):
+    vocabulary = tiny.pipeline.tokenizer.get_vocab()
+    assert len(tiny.token_ids("cat")) == 1
+    assert len(tiny.token_ids("xylophone")) > 1  # still tokenizes, byte by byte
+    assert all(vocabulary[token] == token_id for token, token_id in zip(tiny.slot_tokens, tiny.slot_ids, strict=True))
+    assert tiny.pipeline.tokenizer("a photo of <attencraft-slot-0>").input_ids[4] == tiny.slot_ids[0]
+
+
+def test_multi_word_initializers_average_their_sub_tokens(tiny):
+    ids = tiny.token_ids("teddy bear")
+    expected = tiny.identifier_embedding.base.weight[ids].mean(dim=0)
+    torch.testing.assert_close(tiny.initial_identifier("teddy bear"), expected)
+
+
+def test_recording_processor_matches_diffusers_and_records_by_grid_size(tiny):
+    unet = tiny.pipeline.unet
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 32, 32, generator=generator)
+    text = torch.randn(1, 77, 32, generator=generator)
+    timestep = torch.tensor([10])
+    with torch.no_grad():
+        ours = unet(latents, timestep, encoder_hidden_states=text).sample
+        with tiny.recorder.record(tiny.latent_size, torch.tensor([4, 6]), with_self_attention=True):
+            recorded = unet(latents, timestep, encoder_hidden_states=text).sample
+            cross = tiny.recorder.cross_maps()
+            self_attention = tiny.recorder.self_attention()
+            cross_layers = tiny.recorder._active().cross_layers
+            self_layers = tiny.recorder._active().self_layers
+        processors = unet.attn_processors
+        unet.set_attn_processor(AttnProcessor2_0())
+        try:
+            reference = unet(latents, timestep, encoder_hidden_states=text).sample
+        finally:
+            unet.set_attn_processor(processors)
+    assert torch.equal(ours, reference)
+    torch.testing.assert_close(recorded, reference, rtol=1e-4, atol=1e-5)
+    # tiny: 1 down + 2 up transformer layers at latent/4 (8x8) and at latent/2 (16x16), like SD 2.1's 2 + 3.
+    assert (cross_layers, self_layers) == (3, 3)
+    assert cross.shape == (1, 2, 8, 8)
+    assert self_attention.shape == (1, 256, 256)
+    torch.testing.assert_close(self_attention.sum(dim=-1), torch.ones(1, 256))
+
+
+def test_sd21_random_has_the_stable_diffusion_2_1_base_architecture():
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            **_BUILT_IN[SD21_RANDOM]["unet"],
+        )
+    assert sum(p.numel() for p in unet.parameters()) == 865_910_724
+    sixteen = [name for name, m in unet.named_modules() if name.endswith("attn2") and m.heads == 20]
+    assert len(sixteen) == 2 + 3 + 1  # down_blocks.2, up_blocks.1 and the 8x8 mid block
