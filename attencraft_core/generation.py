@@ -1,6 +1,7 @@
 """Generation with an applied concept set (SPEC 2.7)."""
 
 import re
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -61,32 +62,64 @@ def check_prompt_length(model: BaseModel, prompt: str) -> None:
         raise PromptTooLongError(length, tokenizer.model_max_length)
 
 
-def generate(model: BaseModel, weights: ConceptWeights | None, request: GenerationRequest) -> list[Image.Image]:
-    """Images for the request with the concept set applied; the base model is restored bit-identically after."""
-    check_request(request)
+def _sampling_settings(request: GenerationRequest) -> tuple[object, ...]:
+    return (request.steps, request.guidance_scale, request.height, request.width, request.scheduler)
+
+
+def generate_batch(
+    model: BaseModel,
+    weights: ConceptWeights | None,
+    requests: Sequence[GenerationRequest],
+    *,
+    max_batch_images: int = 8,
+) -> list[list[Image.Image]]:
+    """Images for several requests on one concept set, applied once; the base is restored bit-identically after.
+
+    Requests with the same sampling settings share pipeline batches of up to `max_batch_images`. Image j of a
+    request comes from a generator seeded `seed + j`, so an image is the same whether it was batched or not.
+    """
+    for request in requests:
+        check_request(request)
     pipeline = model.pipeline
     original_scheduler = pipeline.scheduler
-    scheduler_class, overrides = SCHEDULERS[request.scheduler]
     applied = model.applied(weights) if weights is not None else nullcontext({})
+    results: list[list[Image.Image]] = [[] for _ in requests]
     try:
         with applied as token_for_placeholder:
-            prompt = internal_prompt(request.prompt, token_for_placeholder)
-            negative_prompt = internal_prompt(request.negative_prompt, token_for_placeholder)
-            for text in (prompt, negative_prompt):
-                check_prompt_length(model, text)
-            pipeline.scheduler = scheduler_class.from_config(original_scheduler.config, **overrides)
-            generator = torch.Generator(device="cpu").manual_seed(request.seed)
-            with torch.no_grad(), autocast(model):
-                return pipeline(
-                    prompt=prompt,
-                    negative_prompt=negative_prompt or None,
-                    num_images_per_prompt=request.num_images,
-                    num_inference_steps=request.steps,
-                    guidance_scale=request.guidance_scale,
-                    height=request.height,
-                    width=request.width,
-                    generator=generator,
-                    output_type="pil",
-                ).images
+            jobs = []  # (request index, prompt, negative prompt, seed) per image
+            for index, request in enumerate(requests):
+                prompt = internal_prompt(request.prompt, token_for_placeholder)
+                negative_prompt = internal_prompt(request.negative_prompt, token_for_placeholder)
+                for text in (prompt, negative_prompt):
+                    check_prompt_length(model, text)
+                jobs += [(index, prompt, negative_prompt, request.seed + j) for j in range(request.num_images)]
+            groups: dict[tuple[object, ...], list[tuple[int, str, str, int]]] = {}
+            for job in jobs:
+                groups.setdefault(_sampling_settings(requests[job[0]]), []).append(job)
+            for group in groups.values():
+                settings = requests[group[0][0]]
+                scheduler_class, overrides = SCHEDULERS[settings.scheduler]
+                pipeline.scheduler = scheduler_class.from_config(original_scheduler.config, **overrides)
+                for start in range(0, len(group), max_batch_images):
+                    chunk = group[start : start + max_batch_images]
+                    with torch.no_grad(), autocast(model):
+                        images = pipeline(
+                            prompt=[prompt for _, prompt, _, _ in chunk],
+                            negative_prompt=[negative for _, _, negative, _ in chunk],
+                            num_inference_steps=settings.steps,
+                            guidance_scale=settings.guidance_scale,
+                            height=settings.height,
+                            width=settings.width,
+                            generator=[torch.Generator(device="cpu").manual_seed(seed) for *_, seed in chunk],
+                            output_type="pil",
+                        ).images
+                    for (index, *_), image in zip(chunk, images, strict=True):
+                        results[index].append(image)
     finally:
         pipeline.scheduler = original_scheduler
+    return results
+
+
+def generate(model: BaseModel, weights: ConceptWeights | None, request: GenerationRequest) -> list[Image.Image]:
+    """Images for one request with the concept set applied; the base model is restored bit-identically after."""
+    return generate_batch(model, weights, [request])[0]

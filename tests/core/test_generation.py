@@ -1,5 +1,6 @@
 import dataclasses
 
+import numpy as np
 import pytest
 
 from attencraft_core.errors import (
@@ -8,7 +9,7 @@ from attencraft_core.errors import (
     PromptTooLongError,
     UnknownPlaceholderError,
 )
-from attencraft_core.generation import GenerationRequest, generate
+from attencraft_core.generation import GenerationRequest, generate, generate_batch
 
 
 def test_unknown_placeholder_lists_the_known_ones(tiny, trained):
@@ -49,3 +50,18 @@ def test_a_concept_set_of_another_base_model_is_refused(tiny, trained):
     foreign = dataclasses.replace(concept_set.weights(), base_fingerprint="0" * 64, base_model="other")
     with pytest.raises(BaseModelMismatchError, match="other"):
         generate(tiny, foreign, GenerationRequest("<cat>", steps=1))
+
+
+def test_batched_requests_equal_requests_generated_alone(tiny, trained):
+    concept_set, _ = trained
+    first = GenerationRequest("<cat> on the beach", steps=3, seed=5, num_images=2)
+    second = GenerationRequest("<dog> in Paris", negative_prompt="<cat>", steps=3, seed=9)
+    other_settings = GenerationRequest("<dog>", steps=2, seed=1, scheduler="ddim")
+    batched = generate_batch(tiny, concept_set.weights(), [first, second, other_settings], max_batch_images=2)
+    assert [len(images) for images in batched] == [2, 1, 1]
+    for request, images in zip((first, second, other_settings), batched, strict=True):
+        alone = generate(tiny, concept_set.weights(), request)
+        for a, b in zip(alone, images, strict=True):
+            difference = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+            assert difference.max() <= 1
+    assert batched[0][0].tobytes() != batched[0][1].tobytes()  # image j is seeded seed + j
