@@ -5,6 +5,7 @@ import os
 import sys
 
 from attencraft_cli.core_commands import add_core_commands
+from attencraft_cli.service_commands import add_service_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_core_commands(subparsers)
+    add_service_commands(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The AttenCraft HTTP service: REST API, persistence, storage and tenancy (no ML imports here)."""

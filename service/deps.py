@@ -1,0 +1,71 @@
+"""FastAPI dependencies, read from app.state where create_app put them.
+
+Dependencies that do no I/O are ``async def`` so FastAPI runs them inline rather than in its thread pool.
+"""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from service.auth import ApiKeyCache, TenantRef
+from service.errors import Unauthorized
+from service.presenters import UrlSigner
+from service.queue import JobQueue
+from service.settings import Settings
+from service.storage import ObjectStore
+
+
+async def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    # Sync on purpose: FastAPI closes it on a separate thread limiter, so closing never waits behind routes
+    # that wait for a pooled connection.
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+async def get_store(request: Request) -> ObjectStore:
+    return request.app.state.store
+
+
+async def get_queue(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+
+
+async def get_current_tenant(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> TenantRef:
+    if credentials is None:
+        raise Unauthorized("Send an API key in the header `Authorization: Bearer <key>`.", code="missing_api_key")
+    api_keys: ApiKeyCache = request.app.state.api_keys
+    key = credentials.credentials
+    tenant = api_keys.cached_tenant(key) or await run_in_threadpool(api_keys.look_up_tenant, session, key)
+    if tenant is None:
+        raise Unauthorized("The API key is not valid.", code="invalid_api_key")
+    return tenant
+
+
+CurrentTenant = Annotated[TenantRef, Depends(get_current_tenant)]
+
+
+async def get_url_signer(request: Request, settings: SettingsDep, store: StoreDep) -> UrlSigner:
+    return UrlSigner(store, api_base_url=str(request.base_url), expires_in=settings.signed_url_expiry_seconds)
+
+
+UrlSignerDep = Annotated[UrlSigner, Depends(get_url_signer)]

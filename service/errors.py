@@ -1,0 +1,193 @@
+"""One typed error tree, rendered as RFC 9457 ``application/problem+json`` in one place."""
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base of every error the API reports to a client."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, *, code: str | None = None, errors: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.code
+        self.errors = list(errors)
+
+
+class ValidationProblem(ServiceError):
+    status = 422
+    code = "invalid_request"
+    title = "The request is not valid"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+    title = "Missing or invalid API key"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+    title = "Conflict with the current state"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+    title = "Upload too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class ServiceUnavailable(ServiceError):
+    status = 503
+    code = "not_ready"
+    title = "Service not ready"
+
+
+class InternalError(ServiceError):
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: Sequence[dict[str, Any]] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:attencraft:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def _service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return problem_response(
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        errors=exc.errors,
+        headers=headers,
+    )
+
+
+def _field_path(location: Sequence[int | str]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+def _readable_message(message: str) -> str:
+    if "Expected UploadFile" in message:
+        return "expected an uploaded file (a multipart part with a filename), got a text field"
+    return message
+
+
+def _request_validation_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": _field_path(error["loc"]), "message": _readable_message(error["msg"])} for error in exc.errors()
+    ]
+    summary = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+    return problem_response(
+        status=ValidationProblem.status,
+        code=ValidationProblem.code,
+        title=ValidationProblem.title,
+        detail=f"The request is not valid: {summary}.",
+        errors=errors,
+    )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path (Starlette lists only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and isinstance(route, APIRoute):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, ServiceError):  # FastAPI wraps errors raised while it reads the body
+        return _service_error_handler(request, exc.__cause__)
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else _HTTP_DETAILS.get(exc.status_code)
+    headers = dict(exc.headers or {})
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers["Allow"] = _allowed_methods(request)
+    return problem_response(
+        status=exc.status_code,
+        code=phrase.lower().replace(" ", "_").replace("-", "_"),
+        title=phrase,
+        detail=detail or phrase,
+        headers=headers or None,
+    )
+
+
+_HTTP_DETAILS = {
+    404: "There is no such resource. See /docs for the API.",
+    405: "This method is not allowed on this resource. See /docs for the API.",
+    413: "The request body is larger than this service accepts.",
+}
+
+
+def _unexpected_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """Last resort: a problem+json 5xx without internals; a lost database connection is a 503."""
+    logger.error("unhandled error", exc_info=exc)
+    error: ServiceError = (
+        ServiceUnavailable("The database is unavailable; try again shortly.", code="database_down")
+        if isinstance(exc, OperationalError)
+        else InternalError("Something went wrong on our side; the error was logged.")
+    )
+    return problem_response(status=error.status, code=error.code, title=error.title, detail=error.detail)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected_error_handler)
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    app.add_exception_handler(HTTPException, _http_exception_handler)

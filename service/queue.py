@@ -1,0 +1,26 @@
+"""The job-queue interface the API submits to; implementations are injected by the composition root."""
+
+from typing import Protocol
+
+
+class JobQueue(Protocol):
+    def submit_job(self, job_id: str) -> None:
+        """Hand a committed, queued job to the workers."""
+        ...
+
+    def is_ready(self) -> bool:
+        """Whether submitted jobs will be picked up (for /readyz)."""
+        ...
+
+
+class RecordingJobQueue:
+    """Records submissions and runs nothing: for API tests and load benchmarks, never for real work."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    def submit_job(self, job_id: str) -> None:
+        self.submitted.append(job_id)
+
+    def is_ready(self) -> bool:
+        return True

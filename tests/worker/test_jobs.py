@@ -1,0 +1,122 @@
+"""The worker glue runs the core on a job row: stages, progress, masks, ratios, artifacts, terminal states."""
+
+import io
+import json
+import time
+from collections.abc import Callable
+
+from PIL import Image
+from safetensors.torch import load_file
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.models import Job, JobStatus
+from service.repository import request_cancel
+from service.storage import LocalDirectoryStore
+from tests.worker.conftest import TRAIN_STEPS
+from worker.inprocess import InProcessWorker
+from worker.jobs import JobRunner
+
+
+def _job(sessions: sessionmaker[Session], job_id: str) -> Job:
+    with sessions() as session:
+        job = session.get_one(Job, job_id)
+        _ = job.artifacts, job.concepts
+        return job
+
+
+def _png(size: tuple[int, int], *, box: tuple[int, int, int, int] | None) -> bytes:
+    mask = Image.new("L", size, 0)
+    if box is not None:
+        mask.paste(255, box)
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_job_runs_to_succeeded_with_every_artifact(
+    runner: JobRunner, sessions: sessionmaker[Session], store: LocalDirectoryStore, queued_job: Callable[..., str]
+) -> None:
+    job_id = queued_job()
+
+    runner.run(job_id)
+
+    job = _job(sessions, job_id)
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+    assert (job.progress_step, job.progress_total) == (TRAIN_STEPS, TRAIN_STEPS)
+    assert list(job.stage_timings) == ["masking", "estimating", "training", "saving"]
+    assert all(timing["finished_at"] for timing in job.stage_timings.values())
+    assert job.started_at and job.finished_at and job.error_code is None
+    ratios = [concept.ratio for concept in job.concepts]
+    assert all(0 < ratio < 1 for ratio in ratios) and abs(sum(ratios) - 1) < 1e-5
+    for concept in job.concepts:
+        assert Image.open(io.BytesIO(store.read_bytes(concept.mask_key))).mode == "L"
+
+    names = {artifact.name for artifact in job.artifacts}
+    assert {"weights", "metadata", "overlay", "loss_curve", "mask_0", "mask_1"} <= names
+    artifacts = {artifact.name: artifact for artifact in job.artifacts}
+    assert load_file(str(store.path_for(artifacts["weights"].key)))["embeddings"].shape[0] == 2
+    metadata = json.loads(store.read_bytes(artifacts["metadata"].key))
+    assert metadata["class_names"] == ["ball", "box"] and metadata["initializers"] == ["ball", "cube"]
+
+
+def test_uploaded_masks_replace_mask_creation(
+    runner: JobRunner, sessions: sessionmaker[Session], queued_job: Callable[..., str]
+) -> None:
+    size = (256, 256)
+    job_id = queued_job(user_masks=[_png(size, box=(0, 0, 128, 256)), _png(size, box=(128, 0, 256, 256))])
+
+    runner.run(job_id)
+
+    job = _job(sessions, job_id)
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+
+
+def test_a_core_error_fails_the_job_with_its_code(
+    runner: JobRunner, sessions: sessionmaker[Session], store: LocalDirectoryStore, queued_job: Callable[..., str]
+) -> None:
+    size = (256, 256)
+    job_id = queued_job(user_masks=[_png(size, box=(0, 0, 128, 256)), _png(size, box=None)])
+
+    runner.run(job_id)
+
+    job = _job(sessions, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error_code == "concept_not_localized"
+    assert "'box'" in job.error_message
+    assert job.artifacts == []
+
+
+def test_a_job_canceled_while_queued_never_runs(
+    runner: JobRunner, sessions: sessionmaker[Session], queued_job: Callable[..., str]
+) -> None:
+    job_id = queued_job()
+    with sessions() as session:
+        request_cancel(session, session.get_one(Job, job_id))
+        session.commit()
+
+    runner.run(job_id)
+
+    job = _job(sessions, job_id)
+    assert job.status == JobStatus.CANCELED and job.started_at is None
+
+
+def test_cancel_during_training_ends_canceled_without_outputs(
+    runner: JobRunner, sessions: sessionmaker[Session], store: LocalDirectoryStore, queued_job: Callable[..., str]
+) -> None:
+    job_id = queued_job(steps=2000)
+    worker = InProcessWorker(runner)
+    worker.start()
+    worker.submit_job(job_id)
+    while (job := _job(sessions, job_id)).status != JobStatus.TRAINING:
+        assert not job.status.is_terminal, job.error_message
+        time.sleep(0.2)
+    with sessions() as session:
+        request_cancel(session, session.get_one(Job, job_id))
+        session.commit()
+    worker.stop()
+
+    job = _job(sessions, job_id)
+    assert job.status == JobStatus.CANCELED
+    assert job.progress_step < 2000
+    assert job.artifacts == [] and all(concept.mask_key is None for concept in job.concepts)
+    assert [path.name for path in store.root.rglob("*") if path.is_file()] == ["image.png"]
