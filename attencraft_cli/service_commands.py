@@ -1,4 +1,4 @@
-"""`attencraft serve`, `migrate`, `keys create` and `demo`: the HTTP service on one machine.
+"""`attencraft serve`, `worker`, `migrate`, `keys create` and `demo`: the HTTP service and its workers.
 
 Service and worker modules are imported inside the handlers, so other commands never load FastAPI or torch.
 """
@@ -19,10 +19,12 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.orm import Session, sessionmaker
 
+    from service.queue import JobQueue
     from service.settings import Settings
     from service.storage import ObjectStore
 
 WORKER_STOP_TIMEOUT_S = 10
+WEBHOOK_SENDER_THREADS = 4
 DEMO_POLL_INTERVAL_S = 0.5
 
 
@@ -32,11 +34,22 @@ def add_service_commands(subparsers: Any) -> None:
         help="run the API with an in-process worker (settings: ATTENCRAFT_* environment variables)",
         description="Starts the REST API (docs at /docs) and a worker thread that trains one job at a time. "
         "Defaults: SQLite and a local store under ./attencraft-data; see ATTENCRAFT_DATABASE_URL, "
-        "ATTENCRAFT_STORAGE_URL, ATTENCRAFT_BASE_MODEL and ATTENCRAFT_API_KEY.",
+        "ATTENCRAFT_STORAGE_URL, ATTENCRAFT_BASE_MODEL and ATTENCRAFT_API_KEY. With ATTENCRAFT_QUEUE=celery "
+        "it sends jobs to `attencraft worker` processes through ATTENCRAFT_BROKER_URL instead.",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=run_serve)
+
+    worker = subparsers.add_parser(
+        "worker",
+        help="run a Celery worker on ATTENCRAFT_BROKER_URL (one task at a time per process)",
+        description="Consumes the given queues: training jobs, generations and webhook deliveries. Each worker "
+        "also requeues jobs whose worker died (stale heartbeat) and sends webhook retries when they are due.",
+    )
+    worker.add_argument("--queues", default="training,inference,webhooks", help="comma-separated queue names")
+    worker.add_argument("--concurrency", type=int, default=1, help="processes; one per GPU")
+    worker.set_defaults(handler=run_worker)
 
     keys = subparsers.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create an API key for a tenant (created if new) and print it")
@@ -75,24 +88,52 @@ def default_tenant_key(sessions: sessionmaker[Session], settings: Settings) -> t
 
 
 @contextmanager
+def job_queue(settings: Settings, sessions: sessionmaker[Session], store: ObjectStore) -> Iterator[JobQueue]:
+    """Celery workers (ATTENCRAFT_QUEUE=celery), or a worker thread plus webhook senders in this process."""
+    if settings.queue == "celery":
+        from worker.celery_app import create_celery_app
+        from worker.celery_queue import CeleryQueue
+
+        yield CeleryQueue(create_celery_app(settings))
+        return
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.deliveries import deliver
+    from worker.inprocess import start_embedded_worker
+    from worker.sweeper import Sweeper
+
+    worker = start_embedded_worker(settings, sessions, store)
+    senders = ThreadPoolExecutor(WEBHOOK_SENDER_THREADS, thread_name_prefix="attencraft-webhook")
+    sweeper = Sweeper(
+        sessions, settings, submit_webhook=lambda delivery_id: senders.submit(deliver, sessions, settings, delivery_id)
+    )
+    sweeper.start()
+    try:
+        yield worker
+    finally:
+        sweeper.stop()
+        senders.shutdown(cancel_futures=True)
+        worker.stop(WORKER_STOP_TIMEOUT_S)
+
+
+@contextmanager
 def embedded_service(settings: Settings) -> Iterator[tuple[FastAPI, ObjectStore, str, bool]]:
-    """Migrate, make the default key, start the worker thread: yield (app, store, key, key_was_generated)."""
+    """Migrate, make the default key, start the queue: yield (app, store, key, key_was_generated)."""
     from service.app import create_app
     from service.db import create_db_engine, create_session_factory
     from service.migrate import upgrade_to_head
     from service.storage import create_store
-    from worker.inprocess import start_embedded_worker
 
     upgrade_to_head(settings.database_url)
     engine = create_db_engine(settings.database_url)
     sessions = create_session_factory(engine)
     key, generated = default_tenant_key(sessions, settings)
     store = create_store(settings)
-    worker = start_embedded_worker(settings, sessions, store)
     try:
-        yield create_app(settings, queue=worker, store=store, engine=engine), store, key, generated
+        with job_queue(settings, sessions, store) as queue:
+            yield create_app(settings, queue=queue, store=store, engine=engine), store, key, generated
     finally:
-        worker.stop(WORKER_STOP_TIMEOUT_S)
         engine.dispose()
 
 
@@ -182,6 +223,16 @@ def run_demo(arguments: argparse.Namespace) -> int:
         print("Artifacts (signed URLs):")
         for artifact in artifacts:
             print(f"  {artifact['name']:<11} {artifact['url']}")
+    return 0
+
+
+def run_worker(arguments: argparse.Namespace) -> int:
+    from worker.celery_app import app
+
+    queues = ",".join(name.strip() for name in arguments.queues.split(",") if name.strip())
+    app.worker_main(
+        ["worker", f"--queues={queues}", f"--concurrency={arguments.concurrency}", "--pool=prefork", "--loglevel=INFO"]
+    )
     return 0
 
 

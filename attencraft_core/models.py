@@ -297,8 +297,9 @@ class BaseModel:
                 for name, layer in self.kv_layers.items():
                     base_k, base_v = self._base_kv[name]
                     delta_k, delta_v = weights.deltas[name]
-                    layer.to_k.weight.copy_(base_k + delta_k.to(base_k.device, base_k.dtype))
-                    layer.to_v.weight.copy_(base_v + delta_v.to(base_v.device, base_v.dtype))
+                    # In place (no allocation): the same single rounding of base + delta as an out-of-place add.
+                    layer.to_k.weight.copy_(base_k).add_(delta_k.to(base_k.device, base_k.dtype))
+                    layer.to_v.weight.copy_(base_v).add_(delta_v.to(base_v.device, base_v.dtype))
             self.set_identifiers(weights.embeddings.to(self.device))
             yield dict(zip(weights.placeholders, self.slot_tokens, strict=False))
         finally:

@@ -11,8 +11,9 @@ from service.auth import ApiKeyCache
 from service.body_limit import RequestBodyLimit
 from service.db import create_db_engine, create_session_factory
 from service.errors import install_problem_handlers
+from service.prompts import PromptLengthChecker
 from service.queue import JobQueue
-from service.routes import concepts, files, health, jobs
+from service.routes import concepts, files, generations, health, jobs, webhooks
 from service.settings import Settings
 from service.storage import ObjectStore, create_store
 
@@ -48,10 +49,11 @@ def create_app(
     app.state.settings = settings
     app.state.session_factory = create_session_factory(engine)
     app.state.store = store or create_store(settings)
+    app.state.prompt_lengths = PromptLengthChecker(app.state.store)
     app.state.queue = queue
     app.state.api_keys = ApiKeyCache(ttl_s=settings.api_key_cache_seconds)
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)
     install_problem_handlers(app)
-    for module in (jobs, concepts, health, files):
+    for module in (jobs, concepts, generations, health, files, webhooks):
         app.include_router(module.router)
     return app

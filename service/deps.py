@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from service.auth import ApiKeyCache, TenantRef
 from service.errors import Unauthorized
 from service.presenters import UrlSigner
+from service.prompts import PromptLengthChecker
 from service.queue import JobQueue
 from service.settings import Settings
 from service.storage import ObjectStore
@@ -38,10 +39,15 @@ async def get_queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
+async def get_prompt_lengths(request: Request) -> PromptLengthChecker:
+    return request.app.state.prompt_lengths
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
+PromptLengthsDep = Annotated[PromptLengthChecker, Depends(get_prompt_lengths)]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 

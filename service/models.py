@@ -63,6 +63,7 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
@@ -103,6 +104,12 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Worker bookkeeping: attempts fences out a superseded worker; runs lists the steps each attempt ran.
+    attempts: Mapped[int] = mapped_column(default=0)
+    heartbeat_at: Mapped[datetime | None]
+    checkpoint_key: Mapped[str | None] = mapped_column(String(512))
+    checkpoint_step: Mapped[int] = mapped_column(default=0)
+    runs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     concepts: Mapped[list["Concept"]] = relationship(
         back_populates="job", order_by="Concept.position", cascade="all, delete-orphan", lazy="selectin"
@@ -148,3 +155,75 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
+
+
+class GenerationStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
+
+
+class Generation(Base):
+    """Images drawn with one job's concept set; ``options`` holds the sampling settings, ``seed`` the one used."""
+
+    __tablename__ = "generations"
+    __table_args__ = (Index("ix_generations_job_status", "job_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    concept_ids: Mapped[list[str]] = mapped_column(JSON)
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]]
+    seed: Mapped[int]
+    status: Mapped[GenerationStatus] = mapped_column(
+        Enum(
+            GenerationStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda statuses: [s.value for s in statuses],
+        ),
+        default=GenerationStatus.QUEUED,
+    )
+    image_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookDelivery(Base):
+    """One event for one job's webhook URL; its id is the webhook-id sent on every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: f"msg_{uuid.uuid4().hex}")
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(
+            DeliveryStatus, native_enum=False, length=16, values_callable=lambda statuses: [s.value for s in statuses]
+        ),
+        default=DeliveryStatus.PENDING,
+    )
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)

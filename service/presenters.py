@@ -4,17 +4,24 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
-from service.models import Concept, Job, utc_now
+from service.models import Concept, DeliveryStatus, Generation, Job, WebhookDelivery, utc_now
 from service.schemas import (
     ArtifactList,
     ArtifactOut,
     ConceptOut,
     ConceptSummary,
+    GeneratedImage,
+    GenerationOptions,
+    GenerationOut,
+    GenerationTimings,
     JobError,
     JobOptions,
     JobOut,
     Progress,
     StageTiming,
+    WebhookAttemptOut,
+    WebhookDeliveryList,
+    WebhookDeliveryOut,
 )
 from service.storage import ObjectStore
 
@@ -39,12 +46,17 @@ def _stage_timing(timing: dict[str, Any]) -> StageTiming:
     return StageTiming(started_at=started_at, finished_at=finished_at, seconds=seconds)
 
 
-def _mask_url(concept: Concept, signer: UrlSigner) -> str | None:
+def _error(code: str | None, message: str | None) -> JobError | None:
+    return JobError(code=code, message=message or "") if code else None
+
+
+def _mask_url(concept: Concept, signer: UrlSigner | None) -> str | None:
     key = concept.mask_key or concept.user_mask_key
-    return signer.url(key) if key else None
+    return signer.url(key) if key and signer else None
 
 
-def job_out(job: Job, signer: UrlSigner) -> JobOut:
+def job_out(job: Job, signer: UrlSigner | None) -> JobOut:
+    """The job as the API shows it; without a signer (webhook payloads) URLs are null: signed URLs expire."""
     return JobOut(
         id=job.id,
         status=job.status,
@@ -64,7 +76,7 @@ def job_out(job: Job, signer: UrlSigner) -> JobOut:
         options=JobOptions.model_validate(job.options),
         webhook_url=job.webhook_url,
         stage_timings={stage: _stage_timing(timing) for stage, timing in job.stage_timings.items()},
-        error=JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None,
+        error=_error(job.error_code, job.error_message),
         created_at=job.created_at,
         updated_at=job.updated_at,
         started_at=job.started_at,
@@ -86,12 +98,13 @@ def concept_out(concept: Concept, signer: UrlSigner) -> ConceptOut:
     )
 
 
-def artifact_list(job: Job, signer: UrlSigner) -> ArtifactList:
+def artifact_list(job: Job, signer: UrlSigner, *, under: str = "") -> ArtifactList:
+    """The job's artifacts whose names start with ``under``, named without it."""
     return ArtifactList(
         job_id=job.id,
         items=[
             ArtifactOut(
-                name=artifact.name,
+                name=artifact.name.removeprefix(under),
                 url=signer.url(artifact.key),
                 expires_at=signer.expires_at,
                 size=artifact.size,
@@ -99,5 +112,50 @@ def artifact_list(job: Job, signer: UrlSigner) -> ArtifactList:
                 content_type=artifact.content_type,
             )
             for artifact in job.artifacts
+            if artifact.name.startswith(under)
+        ],
+    )
+
+
+def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def generation_out(generation: Generation, signer: UrlSigner) -> GenerationOut:
+    return GenerationOut(
+        id=generation.id,
+        status=generation.status,
+        job_id=generation.job_id,
+        concept_ids=generation.concept_ids,
+        prompt=generation.prompt,
+        negative_prompt=generation.negative_prompt,
+        options=GenerationOptions.model_validate(generation.options),
+        seed=generation.seed,
+        images=[GeneratedImage(url=signer.url(key), expires_at=signer.expires_at) for key in generation.image_keys],
+        error=_error(generation.error_code, generation.error_message),
+        timings=GenerationTimings(
+            queued_seconds=_seconds_between(generation.created_at, generation.started_at),
+            running_seconds=_seconds_between(generation.started_at, generation.finished_at),
+        ),
+        created_at=generation.created_at,
+        started_at=generation.started_at,
+        finished_at=generation.finished_at,
+    )
+
+
+def delivery_list(job_id: str, deliveries: list[WebhookDelivery]) -> WebhookDeliveryList:
+    return WebhookDeliveryList(
+        job_id=job_id,
+        items=[
+            WebhookDeliveryOut(
+                webhook_id=delivery.id,
+                event_type=delivery.event_type,
+                url=delivery.url,
+                status=delivery.status,
+                attempts=[WebhookAttemptOut.model_validate(entry) for entry in delivery.attempt_log],
+                next_attempt_at=delivery.next_attempt_at if delivery.status == DeliveryStatus.PENDING else None,
+                created_at=delivery.created_at,
+            )
+            for delivery in deliveries
         ],
     )

@@ -8,6 +8,10 @@ class JobQueue(Protocol):
         """Hand a committed, queued job to the workers."""
         ...
 
+    def submit_generation(self, generation_id: str) -> None:
+        """Hand a committed, queued generation to the inference workers."""
+        ...
+
     def is_ready(self) -> bool:
         """Whether submitted jobs will be picked up (for /readyz)."""
         ...
@@ -18,9 +22,13 @@ class RecordingJobQueue:
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
+        self.submitted_generations: list[str] = []
 
     def submit_job(self, job_id: str) -> None:
         self.submitted.append(job_id)
+
+    def submit_generation(self, generation_id: str) -> None:
+        self.submitted_generations.append(generation_id)
 
     def is_ready(self) -> bool:
         return True

@@ -6,15 +6,27 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from service.errors import Conflict, NotFound, ValidationProblem
-from service.models import RUNNING_STATUSES, Artifact, Concept, Job, JobStatus, utc_now
+from service.models import (
+    RUNNING_STATUSES,
+    Artifact,
+    Concept,
+    DeliveryStatus,
+    Job,
+    JobStatus,
+    Tenant,
+    WebhookDelivery,
+    utc_now,
+)
+from service.presenters import job_out
 from service.storage import StoredObject
+from service.webhooks import new_secret
 
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, *RUNNING_STATUSES})
 
@@ -125,38 +137,132 @@ def list_jobs(
     return jobs[:limit], next_cursor
 
 
-def _transition(session: Session, job_id: str, allowed: Iterable[JobStatus], **values: Any) -> bool:
-    """UPDATE ... WHERE status IN allowed; True when this caller's update won."""
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(list(allowed)))
-        .values(updated_at=utc_now(), **values)
-        .execution_options(synchronize_session=False)
-    )
+def _transition(
+    session: Session, job_id: str, allowed: Iterable[JobStatus], *, attempt: int | None = None, **values: Any
+) -> bool:
+    """UPDATE ... WHERE status IN allowed (and, given an attempt, only while it is the job's current one)."""
+    query = update(Job).where(Job.id == job_id, Job.status.in_(list(allowed)))
+    if attempt is not None:
+        query = query.where(Job.attempts == attempt)
+    result = session.execute(query.values(updated_at=utc_now(), **values).execution_options(synchronize_session=False))
     return result.rowcount == 1
 
 
-def request_cancel(session: Session, job: Job) -> None:
-    """A queued job is canceled at once; a running one is asked to stop (its worker ends it canceled)."""
-    if _transition(session, job.id, [JobStatus.QUEUED], status=JobStatus.CANCELED, finished_at=utc_now()):
+def _record_job_event(session: Session, job_id: str) -> None:
+    """After a terminal transition: queue one webhook delivery, due at once, when the job has a webhook URL."""
+    job = session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
+    if job.webhook_url is None:
         return
+    event_type = f"job.{job.status.value}"
+    data = job_out(job, None).model_dump(mode="json")
+    session.add(
+        WebhookDelivery(
+            tenant_id=job.tenant_id,
+            job_id=job.id,
+            event_type=event_type,
+            url=job.webhook_url,
+            payload={"type": event_type, "timestamp": utc_now().isoformat(), "data": data},
+            status=DeliveryStatus.PENDING,
+            attempt_log=[],
+            next_attempt_at=utc_now(),
+        )
+    )
+
+
+def _end_job(
+    session: Session, job_id: str, allowed: Iterable[JobStatus], *, attempt: int | None, **values: Any
+) -> bool:
+    """A terminal transition; when it wins, the job's webhook event is queued in the same transaction."""
+    ended = _transition(session, job_id, allowed, attempt=attempt, checkpoint_key=None, finished_at=utc_now(), **values)
+    if ended:
+        _record_job_event(session, job_id)
+    return ended
+
+
+def request_cancel(session: Session, job: Job) -> bool:
+    """A queued job is canceled at once (True); a running one is asked to stop (its worker ends it canceled)."""
+    if _end_job(session, job.id, [JobStatus.QUEUED], attempt=None, status=JobStatus.CANCELED):
+        return True
     if _transition(session, job.id, RUNNING_STATUSES, cancel_requested=True):
-        return
+        return False
     session.refresh(job)
     raise Conflict(f"Job {job.id} has already finished ({job.status.value}); it cannot be canceled.")
 
 
-def claim_job(session: Session, job_id: str) -> bool:
-    """Move a queued job to its first stage; False when it was canceled (or claimed) meanwhile."""
-    return _transition(session, job_id, [JobStatus.QUEUED], status=JobStatus.MASKING, started_at=utc_now())
+def claim_job(session: Session, job_id: str) -> int | None:
+    """Start a new attempt of a queued job; its number, or None when it was canceled (or claimed) meanwhile.
+
+    A job requeued after its worker died keeps its checkpoint: the new attempt resumes from checkpoint_step.
+    """
+    now = utc_now()
+    claimed = _transition(
+        session,
+        job_id,
+        [JobStatus.QUEUED],
+        status=JobStatus.MASKING,
+        attempts=Job.attempts + 1,
+        heartbeat_at=now,
+        started_at=func.coalesce(Job.started_at, now),
+    )
+    if not claimed:
+        return None
+    job = session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
+    job.runs = [*job.runs, {"attempt": job.attempts, "from_step": job.checkpoint_step, "to_step": job.checkpoint_step}]
+    return job.attempts
 
 
-def enter_stage(session: Session, job_id: str, stage: JobStatus, stage_timings: dict[str, Any]) -> bool:
-    return _transition(session, job_id, RUNNING_STATUSES, status=stage, stage_timings=stage_timings)
+def enter_stage(
+    session: Session, job_id: str, stage: JobStatus, stage_timings: dict[str, Any], *, attempt: int | None = None
+) -> bool:
+    return _transition(session, job_id, RUNNING_STATUSES, attempt=attempt, status=stage, stage_timings=stage_timings)
 
 
-def record_progress(session: Session, job_id: str, step: int, total: int) -> bool:
-    return _transition(session, job_id, RUNNING_STATUSES, progress_step=step, progress_total=total)
+def record_progress(
+    session: Session, job_id: str, attempt: int, step: int, total: int, runs: list[dict[str, Any]]
+) -> bool:
+    return _transition(
+        session,
+        job_id,
+        RUNNING_STATUSES,
+        attempt=attempt,
+        progress_step=step,
+        progress_total=total,
+        runs=runs,
+        heartbeat_at=utc_now(),
+    )
+
+
+def beat(session: Session, job_id: str, attempt: int) -> bool:
+    """The running attempt is alive; False once the job ended or another attempt took it over."""
+    return _transition(session, job_id, RUNNING_STATUSES, attempt=attempt, heartbeat_at=utc_now())
+
+
+def record_checkpoint(
+    session: Session, job_id: str, attempt: int, key: str, step: int, runs: list[dict[str, Any]]
+) -> str | None:
+    """Point the job at a new checkpoint; returns the key it replaced (to delete), or key itself when superseded."""
+    previous = session.scalar(select(Job.checkpoint_key).where(Job.id == job_id))
+    recorded = _transition(
+        session, job_id, RUNNING_STATUSES, attempt=attempt, checkpoint_key=key, checkpoint_step=step, runs=runs
+    )
+    return previous if recorded else key
+
+
+def requeue_stale_jobs(session: Session, cutoff: datetime) -> list[str]:
+    """Running jobs whose heartbeat is older than cutoff (their worker died): back to queued, checkpoint kept."""
+    is_stale = and_(Job.status.in_(list(RUNNING_STATUSES)), func.coalesce(Job.heartbeat_at, Job.updated_at) < cutoff)
+    candidates = list(session.scalars(select(Job.id).where(is_stale)))
+    return [
+        job_id
+        for job_id in candidates
+        if session.execute(
+            update(Job)
+            .where(Job.id == job_id, is_stale)
+            .values(status=JobStatus.QUEUED, updated_at=utc_now())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    ]
 
 
 def _set_per_concept(session: Session, job_id: str, column: str, values: Sequence[Any]) -> None:
@@ -184,13 +290,21 @@ def finish_job(
     tenant_id: str,
     artifacts: Sequence[tuple[str, StoredObject]],
     timings: dict[str, Any],
+    *,
+    attempt: int | None = None,
 ) -> bool:
     """Succeed unless a cancel request got in first; the artifacts are recorded only when this wins."""
+    query = update(Job).where(Job.id == job_id, Job.status.in_(list(RUNNING_STATUSES)), Job.cancel_requested.is_(False))
+    if attempt is not None:
+        query = query.where(Job.attempts == attempt)
     won = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(list(RUNNING_STATUSES)), Job.cancel_requested.is_(False))
-        .values(status=JobStatus.SUCCEEDED, stage_timings=timings, finished_at=utc_now(), updated_at=utc_now())
-        .execution_options(synchronize_session=False)
+        query.values(
+            status=JobStatus.SUCCEEDED,
+            stage_timings=timings,
+            checkpoint_key=None,
+            finished_at=utc_now(),
+            updated_at=utc_now(),
+        ).execution_options(synchronize_session=False)
     )
     if won.rowcount != 1:
         return False
@@ -206,27 +320,36 @@ def finish_job(
         )
         for name, stored in artifacts
     )
+    _record_job_event(session, job_id)
     return True
 
 
-def fail_job(session: Session, job_id: str, code: str, message: str, timings: dict[str, Any] | None = None) -> bool:
+def fail_job(
+    session: Session,
+    job_id: str,
+    code: str,
+    message: str,
+    timings: dict[str, Any] | None = None,
+    *,
+    attempt: int | None = None,
+) -> bool:
     values: dict[str, Any] = {"stage_timings": timings} if timings is not None else {}
-    return _transition(
+    return _end_job(
         session,
         job_id,
         ACTIVE_STATUSES,
+        attempt=attempt,
         status=JobStatus.FAILED,
         error_code=code,
         error_message=message,
-        finished_at=utc_now(),
         **values,
     )
 
 
-def mark_canceled(session: Session, job_id: str, timings: dict[str, Any]) -> bool:
-    """The worker confirms a cancel request once it stopped and removed the job's outputs."""
-    return _transition(
-        session, job_id, RUNNING_STATUSES, status=JobStatus.CANCELED, stage_timings=timings, finished_at=utc_now()
+def mark_canceled(session: Session, job_id: str, attempt: int, timings: dict[str, Any]) -> bool:
+    """The worker confirms a cancel request; it removes the job's outputs once this wins."""
+    return _end_job(
+        session, job_id, RUNNING_STATUSES, attempt=attempt, status=JobStatus.CANCELED, stage_timings=timings
     )
 
 
@@ -242,10 +365,10 @@ def queued_job_ids(session: Session) -> list[str]:
     return list(session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at)))
 
 
-def should_stop(session: Session, job_id: str) -> bool:
-    """A worker stops when a cancel was requested or the job left the running states under it."""
-    row = session.execute(select(Job.cancel_requested, Job.status).where(Job.id == job_id)).one_or_none()
-    return row is None or row.cancel_requested or row.status not in RUNNING_STATUSES
+def should_stop(session: Session, job_id: str, attempt: int) -> bool:
+    """A worker stops when a cancel was requested, the job left the running states or another attempt took over."""
+    row = session.execute(select(Job.cancel_requested, Job.status, Job.attempts).where(Job.id == job_id)).one_or_none()
+    return row is None or row.cancel_requested or row.status not in RUNNING_STATUSES or row.attempts != attempt
 
 
 def forget_masks(session: Session, job_id: str) -> None:
@@ -254,4 +377,69 @@ def forget_masks(session: Session, job_id: str) -> None:
         .where(Concept.job_id == job_id)
         .values(mask_key=None)
         .execution_options(synchronize_session=False)
+    )
+
+
+def webhook_secret(session: Session, tenant_id: str) -> str:
+    """The tenant's signing secret, created on first use (concurrent creators agree on the first one stored)."""
+    session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id, Tenant.webhook_secret.is_(None))
+        .values(webhook_secret=new_secret())
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalars(select(Tenant.webhook_secret).where(Tenant.id == tenant_id)).one() or ""
+
+
+def list_deliveries(session: Session, tenant_id: str, job_id: str) -> list[WebhookDelivery]:
+    get_job(session, tenant_id, job_id)
+    query = select(WebhookDelivery).where(WebhookDelivery.job_id == job_id, WebhookDelivery.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(WebhookDelivery.created_at)))
+
+
+def claim_due_deliveries(session: Session, lease: timedelta, limit: int = 100) -> list[str]:
+    """Pending deliveries whose next attempt is due, each leased to this caller so no other sweep sends it too."""
+    now = utc_now()
+    is_due = and_(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
+    candidates = list(
+        session.scalars(select(WebhookDelivery.id).where(is_due).order_by(WebhookDelivery.next_attempt_at).limit(limit))
+    )
+    return [
+        delivery_id
+        for delivery_id in candidates
+        if session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, is_due)
+            .values(next_attempt_at=now + lease, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    ]
+
+
+def record_delivery_attempt(
+    session: Session,
+    delivery: WebhookDelivery,
+    entry: dict[str, Any],
+    status: DeliveryStatus,
+    next_attempt_at: datetime | None,
+) -> bool:
+    """Log one attempt; only the holder of the delivery's current attempt count may write it."""
+    return (
+        session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery.id,
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                func.json_array_length(WebhookDelivery.attempt_log) == len(delivery.attempt_log),
+            )
+            .values(
+                attempt_log=[*delivery.attempt_log, entry],
+                status=status,
+                next_attempt_at=next_attempt_at,
+                updated_at=utc_now(),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
     )

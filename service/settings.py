@@ -2,9 +2,12 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.webhooks import TargetPolicy
 
 
 class Settings(BaseSettings):
@@ -38,6 +41,29 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=36_000_000, ge=64 * 64, description="Decompression-bomb guard.")
     max_concepts: int = Field(default=4, ge=2, le=16)
 
+    queue: Literal["inprocess", "celery"] = Field(
+        default="inprocess", description="'inprocess': a worker thread in the API; 'celery': workers on the broker."
+    )
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker (queue=celery).")
+    checkpoint_every: int = Field(default=50, ge=0, description="Training steps between checkpoints; 0: never.")
+    heartbeat_interval_seconds: float = Field(default=5, gt=0, description="How often a running job proves alive.")
+    stale_after_seconds: float = Field(
+        default=60, gt=0, description="A running job whose heartbeat is older is requeued and resumed."
+    )
+    sweep_interval_seconds: float = Field(
+        default=5, gt=0, description="How often workers look for stale jobs and webhook retries that are due."
+    )
+    task_soft_time_limit_seconds: int = Field(default=6 * 3600, ge=1, description="A job is failed after this.")
+    task_hard_time_limit_seconds: int = Field(default=6 * 3600 + 300, ge=1, description="Its process is killed.")
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    webhook_retry_scale: float = Field(default=1.0, gt=0, description="Multiplies the retry schedule (tests).")
+    webhook_allow_private: bool = Field(default=False, description="Allow webhooks to private addresses.")
+    webhook_allow_loopback: bool = Field(default=False, description="Allow webhooks to loopback addresses.")
+    max_generation_wait_seconds: int = Field(default=60, ge=0, le=300, description="Bound of `Prefer: wait=N`.")
+    concept_cache_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=0, description="Worker: memory for concept sets kept ready for generation."
+    )
+
     @model_validator(mode="after")
     def _fill_defaults_from_data_dir(self) -> "Settings":
         if not self.database_url:
@@ -45,6 +71,15 @@ class Settings(BaseSettings):
         if not self.storage_url:
             self.storage_url = (self.data_dir / "store").resolve().as_uri()
         return self
+
+    @property
+    def webhook_policy(self) -> TargetPolicy:
+        return TargetPolicy(allow_private=self.webhook_allow_private, allow_loopback=self.webhook_allow_loopback)
+
+    @property
+    def webhook_lease_seconds(self) -> float:
+        """How long a claimed delivery attempt may take before another sweep may claim it again."""
+        return 2 * self.webhook_timeout_seconds + 30
 
     @property
     def max_request_bytes(self) -> int:

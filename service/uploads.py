@@ -12,6 +12,7 @@ from pydantic import BaseModel, HttpUrl, ValidationError
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType, ValidationProblem
 from service.schemas import JobOptions
+from service.webhooks import TargetPolicy, WebhookHostUnresolved, WebhookTargetRefused, check_target
 
 ALLOWED_IMAGE_FORMATS = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"), "WEBP": ("image/webp", "webp")}
 PLAIN_WORD = re.compile(r"[a-z0-9_-]{1,32}")
@@ -165,6 +166,16 @@ def parse_webhook_url(raw_url: str | None) -> str | None:
             f"webhook_url {raw_url!r} is not an absolute http(s) URL such as https://example.com/hooks.",
             code="invalid_webhook",
         ) from exc
+
+
+def check_webhook_target(url: str, policy: TargetPolicy) -> None:
+    """Refuse a URL that resolves to an address webhooks must not reach; an unresolvable host may resolve later."""
+    try:
+        check_target(url, policy)
+    except WebhookHostUnresolved:
+        return
+    except WebhookTargetRefused as exc:
+        raise _problem("webhook_url", f"webhook_url is refused: {exc}", code="webhook_target_refused") from exc
 
 
 def check_masks(masks: Sequence[CheckedImage], *, concept_count: int, image_size: tuple[int, int]) -> None:

@@ -24,6 +24,10 @@ class WebhookTargetRefused(ValueError):
     """The URL points somewhere a webhook must not go (a private, loopback or link-local address)."""
 
 
+class WebhookHostUnresolved(WebhookTargetRefused):
+    """The host does not resolve now: maybe a passing DNS failure, so submissions accept it and deliveries retry."""
+
+
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -83,7 +87,7 @@ def check_target(url: str, policy: TargetPolicy) -> None:
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
-        raise WebhookTargetRefused(f"The webhook host {parts.hostname!r} does not resolve.") from error
+        raise WebhookHostUnresolved(f"The webhook host {parts.hostname!r} does not resolve.") from error
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         reason = _refused(address, policy)

@@ -1,4 +1,4 @@
-"""The embedded mode's queue: one background thread in the API process runs jobs one at a time."""
+"""The embedded mode's queue: one background thread in the API process runs jobs and generations one at a time."""
 
 import functools
 import logging
@@ -9,9 +9,10 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from attencraft_core.models import BaseModel, load_base_model
-from service import repository
+from service import generation_repository, repository
 from service.settings import Settings
 from service.storage import ObjectStore
+from worker.inference import ConceptSetCache, GenerationRunner
 from worker.jobs import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -20,33 +21,37 @@ _STOP = None
 
 
 class InProcessWorker:
-    """A JobQueue whose consumer is a daemon thread of this process."""
+    """A JobQueue whose consumer is a daemon thread of this process (one task at a time: one accelerator)."""
 
-    def __init__(self, runner: JobRunner) -> None:
-        self._runner = runner
-        self._job_ids: queue.Queue[str | None] = queue.Queue()
+    def __init__(self, runner: JobRunner, generations: GenerationRunner) -> None:
+        self._handlers: dict[str, Callable[[str], None]] = {"job": runner.run, "generation": generations.run}
+        self._tasks: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._consume, name="attencraft-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def submit_job(self, job_id: str) -> None:
-        self._job_ids.put(job_id)
+        self._tasks.put(("job", job_id))
+
+    def submit_generation(self, generation_id: str) -> None:
+        self._tasks.put(("generation", generation_id))
 
     def is_ready(self) -> bool:
         return self._thread.is_alive()
 
     def stop(self, timeout_s: float | None = None) -> None:
-        """Finish the running job (cancel it first for a quick stop), then end the thread."""
-        self._job_ids.put(_STOP)
+        """Finish the running task (cancel a job first for a quick stop), then end the thread."""
+        self._tasks.put(_STOP)
         self._thread.join(timeout_s)
 
     def _consume(self) -> None:
-        while (job_id := self._job_ids.get()) is not _STOP:
+        while (task := self._tasks.get()) is not _STOP:
+            kind, object_id = task
             try:
-                self._runner.run(job_id)
-            except Exception:  # keep the only worker thread alive whatever one job did
-                logger.exception("the worker could not finish handling job %s", job_id)
+                self._handlers[kind](object_id)
+            except Exception:  # keep the only worker thread alive whatever one task did
+                logger.exception("the worker could not finish handling %s %s", kind, object_id)
 
 
 def model_loader(settings: Settings) -> Callable[[], BaseModel]:
@@ -59,12 +64,20 @@ def start_embedded_worker(settings: Settings, sessions: sessionmaker[Session], s
     """Fail jobs a previous process left running, start the thread, and requeue what is still queued."""
     with sessions() as session:
         interrupted = repository.fail_interrupted_jobs(session)
+        interrupted += generation_repository.fail_interrupted_generations(session)
         pending = repository.queued_job_ids(session)
+        pending_generations = generation_repository.queued_generation_ids(session)
         session.commit()
     if interrupted:
-        logger.warning("marked %d interrupted job(s) as failed", len(interrupted))
-    worker = InProcessWorker(JobRunner(sessions, store, model_loader(settings)))
+        logger.warning("marked %d interrupted job(s) and generation(s) as failed", len(interrupted))
+    load_model = model_loader(settings)  # one warm model for training and generation
+    concept_sets = ConceptSetCache(store, settings.concept_cache_bytes)
+    worker = InProcessWorker(
+        JobRunner(sessions, store, load_model), GenerationRunner(sessions, store, load_model, concept_sets)
+    )
     worker.start()
     for job_id in pending:
         worker.submit_job(job_id)
+    for generation_id in pending_generations:
+        worker.submit_generation(generation_id)
     return worker

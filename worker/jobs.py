@@ -3,23 +3,31 @@
 import io
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
+from tokenizers import Tokenizer
 
+from attencraft_core.artifacts import ConceptSet
 from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import AttenCraftError, TrainingCanceled
+from attencraft_core.export import export_custom_diffusion
 from attencraft_core.models import BaseModel
 from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, Stage, learn_concepts
-from attencraft_core.training import StepRecord
+from attencraft_core.training import StepRecord, TrainingCheckpoint
 from service import repository
 from service.models import Job, JobStatus, utc_now
+from service.prompts import TOKENIZER_ARTIFACT
+from service.schemas import ExportFormat
 from service.storage import ObjectStore, StoredObject
-from service.storage.layout import job_prefix
+from service.storage.layout import checkpoints_prefix, job_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +64,14 @@ class JobInput:
 
 @dataclass
 class JobReporter:
-    """The core's callbacks, written to the job row as conditional updates."""
+    """The core's callbacks, written to the job row as conditional updates fenced by the attempt number."""
 
     sessions: sessionmaker[Session]
     store: ObjectStore
     job: JobInput
+    attempt: int
+    runs: list[dict[str, Any]]
+    checkpoint_every: int
     stage_timings: dict[str, dict[str, str | None]] = field(default_factory=dict)
     _last_progress_write: float = field(default=0.0, init=False)
 
@@ -71,6 +82,8 @@ class JobReporter:
             on_ratios=self.on_ratios,
             on_step=self.on_step,
             should_stop=self.should_stop,
+            on_checkpoint=self.on_checkpoint,
+            checkpoint_every=self.checkpoint_every,
         )
 
     def start(self) -> None:
@@ -85,7 +98,9 @@ class JobReporter:
             self.finish_open_stages()
             self.stage_timings[stage.value] = {"started_at": utc_now().isoformat(), "finished_at": None}
         with self.sessions() as session:
-            repository.enter_stage(session, self.job.job_id, JobStatus(stage.value), dict(self.stage_timings))
+            repository.enter_stage(
+                session, self.job.job_id, JobStatus(stage.value), dict(self.stage_timings), attempt=self.attempt
+            )
             session.commit()
 
     def on_masks(self, masks: list[Image.Image]) -> None:
@@ -100,17 +115,30 @@ class JobReporter:
             session.commit()
 
     def on_step(self, record: StepRecord, total: int) -> None:
+        self.runs[-1]["to_step"] = record.step
         now = time.monotonic()
         if record.step < total and now - self._last_progress_write < PROGRESS_INTERVAL_S:
             return
         self._last_progress_write = now
         with self.sessions() as session:
-            repository.record_progress(session, self.job.job_id, record.step, total)
+            repository.record_progress(session, self.job.job_id, self.attempt, record.step, total, self.runs)
             session.commit()
+
+    def on_checkpoint(self, checkpoint: TrainingCheckpoint) -> None:
+        """Store it under a new key (objects are never overwritten), point the job at it, drop the previous one."""
+        key = f"{checkpoints_prefix(self.job.tenant_id, self.job.job_id)}{self.attempt}-{checkpoint.step:06d}.pt"
+        self.store.put(key, io.BytesIO(checkpoint.to_bytes()), content_type="application/octet-stream")
+        with self.sessions() as session:
+            replaced = repository.record_checkpoint(
+                session, self.job.job_id, self.attempt, key, checkpoint.step, self.runs
+            )
+            session.commit()
+        if replaced:
+            self.store.delete_prefix(replaced)
 
     def should_stop(self) -> bool:
         with self.sessions() as session:
-            return repository.should_stop(session, self.job.job_id)
+            return repository.should_stop(session, self.job.job_id, self.attempt)
 
     def _put_png(self, key: str, picture: Image.Image) -> str:
         buffer = io.BytesIO()
@@ -119,73 +147,163 @@ class JobReporter:
         return self.store.put(key, buffer, content_type="image/png").key
 
 
+class Heartbeat:
+    """A thread that proves the attempt alive every interval while the block runs, whatever the core is doing."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: str, attempt: int, interval_s: float) -> None:
+        self._sessions = sessions
+        self._job_id = job_id
+        self._attempt = attempt
+        self._interval_s = interval_s
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _error: BaseException | None, _traceback: TracebackType | None
+    ) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            try:
+                with self._sessions() as session:
+                    repository.beat(session, self._job_id, self._attempt)
+                    session.commit()
+            except Exception:  # a database hiccup: the next beat tries again
+                logger.warning("heartbeat of job %s failed", self._job_id, exc_info=True)
+
+
 class JobRunner:
-    """Runs jobs one at a time against a base model loaded once and kept warm."""
+    """Runs jobs one at a time against a base model loaded once and kept warm.
+
+    Each run is an attempt: it claims the job, beats while it works and checkpoints every ``checkpoint_every``
+    steps; an attempt of a job whose previous worker died resumes from the last checkpoint.
+    """
 
     def __init__(
-        self, sessions: sessionmaker[Session], store: ObjectStore, load_model: Callable[[], BaseModel]
+        self,
+        sessions: sessionmaker[Session],
+        store: ObjectStore,
+        load_model: Callable[[], BaseModel],
+        *,
+        checkpoint_every: int = 0,
+        heartbeat_interval_s: float = 5.0,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.load_model = load_model
+        self.checkpoint_every = checkpoint_every
+        self.heartbeat_interval_s = heartbeat_interval_s
 
     def run(self, job_id: str) -> None:
         """Run the job to a terminal state and record it in the row; a failure of the job never raises."""
         with self.sessions() as session:
-            if not repository.claim_job(session, job_id):
+            attempt = repository.claim_job(session, job_id)
+            if attempt is None:
                 logger.info("job %s is no longer queued; skipping it", job_id)
                 return
             session.commit()
-            job = JobInput.from_row(session.get_one(Job, job_id))
-        reporter = JobReporter(self.sessions, self.store, job)
+            row = session.get_one(Job, job_id)
+            job = JobInput.from_row(row)
+            checkpoint_key = row.checkpoint_key
+            reporter = JobReporter(self.sessions, self.store, job, attempt, list(row.runs), self.checkpoint_every)
         reporter.start()
-        try:
-            self._train_and_store(job, reporter)
-        except TrainingCanceled:
-            self._cancel(job, reporter)
-        except AttenCraftError as error:
-            self._fail(job, reporter, error.code, str(error))
-        except Exception:  # the worker's last line of defence: record the failure, keep serving
-            logger.exception("job %s failed unexpectedly", job_id)
-            self._fail(job, reporter, "internal_error", "The job failed because of an internal error.")
+        with Heartbeat(self.sessions, job_id, attempt, self.heartbeat_interval_s):
+            try:
+                self._train_and_store(job, reporter, checkpoint_key)
+            except TrainingCanceled:
+                self._cancel(job, reporter)
+            except AttenCraftError as error:
+                self._fail(job, reporter, error.code, str(error))
+            except Exception:  # the worker's last line of defence: record the failure, keep serving
+                logger.exception("job %s failed unexpectedly", job_id)
+                self._fail(job, reporter, "internal_error", "The job failed because of an internal error.")
 
-    def _train_and_store(self, job: JobInput, reporter: JobReporter) -> None:
+    def _train_and_store(self, job: JobInput, reporter: JobReporter, checkpoint_key: str | None) -> None:
         image = self._read_image(job.image_key)  # the core applies EXIF orientation and converts to RGB
         user_masks = [self._read_image(key) for key in job.user_mask_keys] or None
+        resume = TrainingCheckpoint.from_bytes(self.store.read_bytes(checkpoint_key)) if checkpoint_key else None
+        if reporter.attempt > 1:  # a previous attempt died: its masks are recomputed, partial artifacts rewritten
+            self._remove_outputs(job, include_masks=True)
+        if resume is not None:
+            logger.info("job %s attempt %d resumes from step %d", job.job_id, reporter.attempt, resume.step)
+        model = self.load_model()
         concept_set = learn_concepts(
-            self.load_model(), image, job.concepts, job.config, user_masks=user_masks, callbacks=reporter.callbacks()
+            model,
+            image,
+            job.concepts,
+            job.config,
+            user_masks=user_masks,
+            callbacks=reporter.callbacks(),
+            resume=resume,
         )
         with tempfile.TemporaryDirectory(prefix="attencraft-job-") as scratch:
             stored = [
                 (name, self._put_file(f"{job.prefix}/artifacts/{path.name}", path))
                 for name, path in concept_set.save(Path(scratch)).items()
             ]
+            stored += self._store_generation_aids(job, model, concept_set, Path(scratch))
         reporter.finish_open_stages()
         with self.sessions() as session:
-            won = repository.finish_job(session, job.job_id, job.tenant_id, stored, reporter.stage_timings)
+            won = repository.finish_job(
+                session, job.job_id, job.tenant_id, stored, reporter.stage_timings, attempt=reporter.attempt
+            )
             session.commit()
         if not won:
             raise TrainingCanceled()
+        self._remove_checkpoints(job)
+
+    def _store_generation_aids(
+        self, job: JobInput, model: BaseModel, concept_set: ConceptSet, scratch: Path
+    ) -> list[tuple[str, StoredObject]]:
+        """The tokenizer the API counts prompt tokens with, and the diffusers export (it needs the base weights)."""
+        tokenizer = Tokenizer.from_str(model.pipeline.tokenizer.backend_tokenizer.to_str())
+        tokenizer.enable_truncation(model.pipeline.tokenizer.model_max_length)  # the API reads the limit here
+        tokenizer_path = scratch / "tokenizer.json"
+        tokenizer_path.write_text(tokenizer.to_str(), encoding="utf-8")
+        stored = [(TOKENIZER_ARTIFACT, self._put_file(f"{job.prefix}/artifacts/{tokenizer_path.name}", tokenizer_path))]
+        export_format = ExportFormat.DIFFUSERS.value
+        for path in export_custom_diffusion(model, concept_set.weights(), scratch / export_format).values():
+            key = f"{job.prefix}/export/{export_format}/{path.name}"
+            stored.append((f"{export_format}/{path.name}", self._put_file(key, path)))
+        return stored
 
     def _cancel(self, job: JobInput, reporter: JobReporter) -> None:
-        self._remove_outputs(job, include_masks=True)
+        """End the job canceled and remove its outputs; nothing, when another attempt took the job over."""
         reporter.finish_open_stages()
         with self.sessions() as session:
-            repository.forget_masks(session, job.job_id)
-            repository.mark_canceled(session, job.job_id, reporter.stage_timings)
+            canceled = repository.mark_canceled(session, job.job_id, reporter.attempt, reporter.stage_timings)
+            if canceled:
+                repository.forget_masks(session, job.job_id)
             session.commit()
+        if canceled:
+            self._remove_outputs(job, include_masks=True)
+            self._remove_checkpoints(job)
 
     def _fail(self, job: JobInput, reporter: JobReporter, code: str, message: str) -> None:
-        self._remove_outputs(job, include_masks=False)
         reporter.finish_open_stages()
         with self.sessions() as session:
-            repository.fail_job(session, job.job_id, code, message, reporter.stage_timings)
+            failed = repository.fail_job(
+                session, job.job_id, code, message, reporter.stage_timings, attempt=reporter.attempt
+            )
             session.commit()
+        if failed:
+            self._remove_outputs(job, include_masks=False)
+            self._remove_checkpoints(job)
 
     def _remove_outputs(self, job: JobInput, *, include_masks: bool) -> None:
         self.store.delete_prefix(f"{job.prefix}/artifacts/")
+        self.store.delete_prefix(f"{job.prefix}/export/")
         if include_masks:
             self.store.delete_prefix(f"{job.prefix}/masks/")
+
+    def _remove_checkpoints(self, job: JobInput) -> None:
+        self.store.delete_prefix(checkpoints_prefix(job.tenant_id, job.job_id))
 
     def _read_image(self, key: str) -> Image.Image:
         image = Image.open(io.BytesIO(self.store.read_bytes(key)))

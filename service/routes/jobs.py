@@ -5,15 +5,17 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep, UrlSignerDep
-from service.models import new_id
+from service.errors import Conflict
+from service.models import JobStatus, new_id
 from service.presenters import artifact_list, job_out
 from service.repository import NewConcept, add_job, get_job, list_jobs, request_cancel
 from service.routes.problems import problem_responses
-from service.schemas import ArtifactList, JobListQuery, JobOut, JobPage
-from service.storage.layout import job_prefix
+from service.schemas import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage
+from service.storage.layout import checkpoints_prefix, job_prefix
 from service.uploads import (
     check_image,
     check_masks,
+    check_webhook_target,
     mask_as_png,
     parse_concept_names,
     parse_initializers,
@@ -52,6 +54,8 @@ def create_job(
     initializer_words = parse_initializers(initializers or [], concept_count=len(names))
     job_options = parse_options(options)
     webhook = parse_webhook_url(webhook_url)
+    if webhook is not None:
+        check_webhook_target(webhook, settings.webhook_policy)
     limits = {"max_bytes": settings.max_upload_bytes, "max_pixels": settings.max_image_pixels}
     photo = check_image(image.file, "image", **limits)
     user_masks = [check_image(mask.file, f"masks.{index}", **limits) for index, mask in enumerate(masks or [])]
@@ -101,10 +105,14 @@ def read_job(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: Ur
     summary="Cancel a job (a running job stops at its next step)",
     responses=problem_responses(401, 404, 409),
 )
-def cancel_job(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep) -> JobOut:
+def cancel_job(
+    job_id: str, tenant: CurrentTenant, session: SessionDep, store: StoreDep, signer: UrlSignerDep
+) -> JobOut:
     job = get_job(session, tenant.id, job_id)
-    request_cancel(session, job)
+    ended_now = request_cancel(session, job)
     session.commit()
+    if ended_now:  # a job requeued after its worker died may have left checkpoints
+        store.delete_prefix(checkpoints_prefix(tenant.id, job.id))
     session.refresh(job)
     return job_out(job, signer)
 
@@ -116,3 +124,24 @@ def cancel_job(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: 
 )
 def list_artifacts(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep) -> ArtifactList:
     return artifact_list(get_job(session, tenant.id, job_id), signer)
+
+
+@router.get(
+    "/{job_id}/export",
+    summary="Signed download URLs of the concept set in another tool's layout",
+    description="`diffusers`: the Custom Diffusion layout (`pytorch_custom_diffusion_weights.safetensors`, one "
+    "`<placeholder>.safetensors` embedding per concept, `attencraft_export.json`); download the files into one "
+    "folder and install it with `attencraft_core.export.load_custom_diffusion`.",
+    responses=problem_responses(401, 404, 409, 422),
+)
+def export_concept_set(
+    job_id: str,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    signer: UrlSignerDep,
+    format: Annotated[ExportFormat, Query(description="The layout.")],
+) -> ArtifactList:
+    job = get_job(session, tenant.id, job_id)
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"Job {job.id} has not succeeded ({job.status.value}); it has nothing to export.")
+    return artifact_list(job, signer, under=f"{format.value}/")

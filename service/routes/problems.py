@@ -6,7 +6,7 @@ from service.errors import PROBLEM_CONTENT_TYPE
 from service.schemas import Problem
 
 _DESCRIPTIONS = {
-    400: "The body could not be parsed (malformed multipart).",
+    400: "The body could not be parsed (malformed multipart or JSON).",
     401: "Missing or invalid API key.",
     404: "No such object for this tenant.",
     409: "The object's state does not allow this.",

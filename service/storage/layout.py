@@ -4,3 +4,13 @@
 def job_prefix(tenant_id: str, job_id: str) -> str:
     """``input/`` holds the uploads, ``masks/`` the masks as soon as known, ``artifacts/`` the final files."""
     return f"tenants/{tenant_id}/jobs/{job_id}"
+
+
+def checkpoints_prefix(tenant_id: str, job_id: str) -> str:
+    """Training checkpoints: scratch, a new key per checkpoint (never overwritten), deleted when the job ends."""
+    return f"{job_prefix(tenant_id, job_id)}/checkpoints/"
+
+
+def generation_prefix(tenant_id: str, generation_id: str) -> str:
+    """A generation's images: ``{i}.png``."""
+    return f"tenants/{tenant_id}/generations/{generation_id}"

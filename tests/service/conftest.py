@@ -15,7 +15,7 @@ from service.migrate import upgrade_to_head
 from service.queue import RecordingJobQueue
 from service.settings import Settings
 from service.storage import LocalDirectoryStore, ObjectStore, S3Store
-from tests.service.infrastructure import S3Server, seaweedfs_s3_server, throwaway_postgres_database
+from tests.service.infrastructure import S3Server, seaweedfs_s3_server, throwaway_bucket, throwaway_postgres_database
 
 DATABASE_BACKENDS = ["sqlite", "postgresql"]
 
@@ -58,14 +58,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 @pytest.fixture(scope="session")
 def s3_bucket(s3_server: S3Server) -> Iterator[str]:
-    bucket = f"attencraft-test-{secrets.token_hex(4)}"
-    client = s3_server.client()
-    client.create_bucket(Bucket=bucket)
-    yield bucket
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=item["Key"])
-    client.delete_bucket(Bucket=bucket)
+    with throwaway_bucket(s3_server) as bucket:
+        yield bucket
 
 
 @pytest.fixture

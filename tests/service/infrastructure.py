@@ -107,6 +107,21 @@ def seaweedfs_s3_server(data_dir: Path) -> Iterator[S3Server]:
             process.wait()
 
 
+@contextmanager
+def throwaway_bucket(server: S3Server) -> Iterator[str]:
+    """Create a uniquely named bucket, yield its name, empty and delete it afterwards."""
+    bucket = f"attencraft-test-{secrets.token_hex(4)}"
+    client = server.client()
+    client.create_bucket(Bucket=bucket)
+    try:
+        yield bucket
+    finally:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
+
+
 def _wait_until_serving(server: S3Server, process: subprocess.Popen[bytes], log_path: Path) -> None:
     client = server.client()
     deadline = time.monotonic() + WEED_START_TIMEOUT_S

@@ -136,6 +136,20 @@ def test_malformed_webhook_url(client: TestClient, url: str) -> None:
     assert_problem(post_job(client, webhook_url=url), 422, "webhook_url", "http(s) URL")
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:9/hook", "loopback"),
+        ("http://10.1.2.3/hook", "private"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://[::1]/hook", "loopback"),
+    ],
+)
+def test_webhook_url_to_an_internal_address_is_refused(client: TestClient, url: str, reason: str) -> None:
+    problem = assert_problem(post_job(client, webhook_url=url), 422, "webhook_url", reason)
+    assert problem["code"] == "webhook_target_refused"
+
+
 def test_webhook_url_accepted(client: TestClient) -> None:
     response = post_job(client, webhook_url="https://example.com/hooks/attencraft")
     assert response.json()["webhook_url"] == "https://example.com/hooks/attencraft"

@@ -1,5 +1,6 @@
 """Fixtures for the worker glue: a migrated SQLite database, a local store, the tiny model kept warm."""
 
+import functools
 import io
 import secrets
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from service.repository import NewConcept, add_job
 from service.storage import LocalDirectoryStore
 from service.storage.layout import job_prefix
 from tests.core.tiny import two_object_image
+from worker.inference import ConceptSetCache, GenerationRunner
 from worker.jobs import JobRunner
 
 TRAIN_STEPS = 6
@@ -47,33 +49,47 @@ def runner(sessions: sessionmaker[Session], store: LocalDirectoryStore, tiny_mod
 
 
 @pytest.fixture
+def generation_runner(
+    sessions: sessionmaker[Session], store: LocalDirectoryStore, tiny_model: BaseModel
+) -> GenerationRunner:
+    return GenerationRunner(sessions, store, lambda: tiny_model, ConceptSetCache(store, 64 * 1024 * 1024))
+
+
+def insert_queued_job(
+    sessions: sessionmaker[Session],
+    store: LocalDirectoryStore,
+    *,
+    steps: int = TRAIN_STEPS,
+    seed: int = 3,
+    user_masks: list[bytes] | None = None,
+) -> str:
+    """Insert a queued two-concept job (<ball>, <box>) the way POST /jobs does; returns its id."""
+    image = two_object_image()
+    with sessions() as session:
+        tenant = get_or_create_tenant(session, "worker-tests")
+        job_id = new_id()
+        prefix = f"{job_prefix(tenant.id, job_id)}/input"
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        buffer.seek(0)
+        stored = store.put(f"{prefix}/image.png", buffer, content_type="image/png")
+        mask_keys = [
+            store.put(f"{prefix}/mask_{i}.png", io.BytesIO(mask), content_type="image/png").key
+            for i, mask in enumerate(user_masks or [])
+        ] or [None, None]
+        add_job(
+            session,
+            job_id=job_id,
+            tenant_id=tenant.id,
+            concepts=[NewConcept("ball", None, mask_keys[0]), NewConcept("box", "cube", mask_keys[1])],
+            options={"steps": steps, "seed": seed},
+            image=stored,
+            webhook_url=None,
+        )
+        session.commit()
+    return job_id
+
+
+@pytest.fixture
 def queued_job(sessions: sessionmaker[Session], store: LocalDirectoryStore) -> Callable[..., str]:
-    """Insert a queued two-concept job the way POST /jobs does; returns its id."""
-
-    def create(*, steps: int = TRAIN_STEPS, user_masks: list[bytes] | None = None) -> str:
-        image = two_object_image()
-        with sessions() as session:
-            tenant = get_or_create_tenant(session, "worker-tests")
-            job_id = new_id()
-            prefix = f"{job_prefix(tenant.id, job_id)}/input"
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            buffer.seek(0)
-            stored = store.put(f"{prefix}/image.png", buffer, content_type="image/png")
-            mask_keys = [
-                store.put(f"{prefix}/mask_{i}.png", io.BytesIO(mask), content_type="image/png").key
-                for i, mask in enumerate(user_masks or [])
-            ] or [None, None]
-            add_job(
-                session,
-                job_id=job_id,
-                tenant_id=tenant.id,
-                concepts=[NewConcept("ball", None, mask_keys[0]), NewConcept("box", "cube", mask_keys[1])],
-                options={"steps": steps, "seed": 3},
-                image=stored,
-                webhook_url=None,
-            )
-            session.commit()
-        return job_id
-
-    return create
+    return functools.partial(insert_queued_job, sessions, store)

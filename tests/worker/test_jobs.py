@@ -13,6 +13,7 @@ from service.models import Job, JobStatus
 from service.repository import request_cancel
 from service.storage import LocalDirectoryStore
 from tests.worker.conftest import TRAIN_STEPS
+from worker.inference import GenerationRunner
 from worker.inprocess import InProcessWorker
 from worker.jobs import JobRunner
 
@@ -101,10 +102,14 @@ def test_a_job_canceled_while_queued_never_runs(
 
 
 def test_cancel_during_training_ends_canceled_without_outputs(
-    runner: JobRunner, sessions: sessionmaker[Session], store: LocalDirectoryStore, queued_job: Callable[..., str]
+    runner: JobRunner,
+    generation_runner: GenerationRunner,
+    sessions: sessionmaker[Session],
+    store: LocalDirectoryStore,
+    queued_job: Callable[..., str],
 ) -> None:
     job_id = queued_job(steps=2000)
-    worker = InProcessWorker(runner)
+    worker = InProcessWorker(runner, generation_runner)
     worker.start()
     worker.submit_job(job_id)
     while (job := _job(sessions, job_id)).status != JobStatus.TRAINING:

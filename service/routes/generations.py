@@ -1,0 +1,101 @@
+"""Generation: draw images with a job's concepts, then read the result."""
+
+import re
+import secrets
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import CurrentTenant, PromptLengthsDep, QueueDep, SessionDep, SettingsDep, UrlSignerDep
+from service.generation_repository import add_generation, concept_set_of, get_generation
+from service.models import Generation
+from service.presenters import generation_out
+from service.prompts import PromptLengthChecker, check_placeholders
+from service.queue import JobQueue
+from service.routes.problems import problem_responses
+from service.schemas import MAX_SEED, GenerateRequest, GenerationOut
+
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})\b", re.IGNORECASE)
+POLL_INTERVAL_S = 0.2
+
+router = APIRouter(tags=["generations"])
+
+
+def _submit(
+    body: GenerateRequest, tenant_id: str, session: Session, queue: JobQueue, prompt_lengths: PromptLengthChecker
+) -> Generation:
+    job, concepts = concept_set_of(session, tenant_id, body.concept_ids)
+    prompts = {"prompt": body.prompt, "negative_prompt": body.negative_prompt}
+    check_placeholders(prompts, [concept.placeholder for concept in concepts])
+    prompt_lengths.check(job, prompts)
+    generation = add_generation(
+        session,
+        tenant_id=tenant_id,
+        job_id=job.id,
+        concept_ids=[concept.id for concept in concepts],
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        options=body.options().model_dump(mode="json"),
+        seed=secrets.randbelow(MAX_SEED + 1) if body.seed is None else body.seed,
+    )
+    session.commit()
+    queue.submit_generation(generation.id)
+    return generation
+
+
+def _reload(session: Session, generation: Generation) -> None:
+    session.refresh(generation)
+    session.commit()  # end the read transaction: the next poll must see the worker's later commits (SQLite)
+
+
+def preferred_wait_seconds(prefer: str | None, limit: int) -> int:
+    """``Prefer: wait=N`` (RFC 7240), capped at ``limit``; 0 when absent."""
+    match = PREFER_WAIT.search(prefer or "")
+    return min(int(match.group(1)), limit) if match else 0
+
+
+@router.post(
+    "/generate",
+    status_code=202,
+    summary="Draw images with a job's concepts (202; 200 when `Prefer: wait=N` saw it finish)",
+    responses={200: {"model": GenerationOut, "description": "Finished within the wait."}}
+    | problem_responses(400, 401, 404, 409, 422),
+)
+async def create_generation(
+    body: GenerateRequest,
+    response: Response,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    queue: QueueDep,
+    settings: SettingsDep,
+    signer: UrlSignerDep,
+    prompt_lengths: PromptLengthsDep,
+    prefer: Annotated[
+        str | None, Header(description="`wait=N`: hold the response up to N seconds until the images are ready.")
+    ] = None,
+) -> GenerationOut:
+    generation = await run_in_threadpool(_submit, body, tenant.id, session, queue, prompt_lengths)
+    wait_s = preferred_wait_seconds(prefer, settings.max_generation_wait_seconds)
+    if wait_s:
+        response.headers["Preference-Applied"] = f"wait={wait_s}"
+        with anyio.move_on_after(wait_s):
+            while not generation.status.is_terminal:
+                await anyio.sleep(POLL_INTERVAL_S)
+                await run_in_threadpool(_reload, session, generation)
+        if generation.status.is_terminal:
+            response.status_code = 200
+    return generation_out(generation, signer)
+
+
+@router.get(
+    "/generations/{generation_id}",
+    summary="A generation's state, image URLs, seed and timings",
+    responses=problem_responses(401, 404),
+)
+def read_generation(
+    generation_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep
+) -> GenerationOut:
+    return generation_out(get_generation(session, tenant.id, generation_id), signer)
