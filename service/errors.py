@@ -74,6 +74,10 @@ class ServiceUnavailable(ServiceError):
     title = "Service not ready"
 
 
+QUEUE_UNAVAILABLE = "queue_unavailable"
+QUEUE_UNAVAILABLE_MESSAGE = "The work queue is not reachable right now, so nothing was started. Try again shortly."
+
+
 class InternalError(ServiceError):
     status = 500
     code = "internal_error"

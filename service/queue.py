@@ -3,6 +3,10 @@
 from typing import Protocol
 
 
+class QueueUnavailable(Exception):
+    """The broker could not take the message; the submitted row stays as it was committed."""
+
+
 class JobQueue(Protocol):
     def submit_job(self, job_id: str) -> None:
         """Hand a committed, queued job to the workers."""

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from service.errors import Conflict, NotFound, ValidationProblem
+from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, NotFound, ValidationProblem
 from service.models import (
     RUNNING_STATUSES,
     Artifact,
@@ -344,6 +344,11 @@ def fail_job(
         error_message=message,
         **values,
     )
+
+
+def fail_unsubmitted_job(session: Session, job_id: str) -> bool:
+    """A queued job whose message the broker refused: it ends failed instead of waiting forever."""
+    return fail_job(session, job_id, QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE)
 
 
 def mark_canceled(session: Session, job_id: str, attempt: int, timings: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from service.queue import QueueUnavailable
 from worker.celery_app import (
     DELIVER_TASK,
     GENERATE_TASK,
@@ -20,13 +21,19 @@ class CeleryQueue:
         self._app = app
 
     def submit_job(self, job_id: str) -> None:
-        self._app.send_task(TRAIN_TASK, args=[job_id], queue=TRAINING_QUEUE)
+        self._send(TRAIN_TASK, job_id, TRAINING_QUEUE)
 
     def submit_generation(self, generation_id: str) -> None:
-        self._app.send_task(GENERATE_TASK, args=[generation_id], queue=INFERENCE_QUEUE)
+        self._send(GENERATE_TASK, generation_id, INFERENCE_QUEUE)
 
     def submit_webhook(self, delivery_id: str) -> None:
-        self._app.send_task(DELIVER_TASK, args=[delivery_id], queue=WEBHOOKS_QUEUE)
+        self._send(DELIVER_TASK, delivery_id, WEBHOOKS_QUEUE)
+
+    def _send(self, task: str, row_id: str, queue: str) -> None:
+        try:
+            self._app.send_task(task, args=[row_id], queue=queue)
+        except OperationalError as error:
+            raise QueueUnavailable(f"the broker did not take {task} for {row_id}") from error
 
     def is_ready(self) -> bool:
         """Whether the broker answers; the workers themselves are not asked (they may all be busy)."""

@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import CurrentTenant, PromptLengthsDep, QueueDep, SessionDep, SettingsDep, UrlSignerDep
-from service.generation_repository import add_generation, concept_set_of, get_generation
+from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, ServiceUnavailable
+from service.generation_repository import add_generation, concept_set_of, fail_generation, get_generation
 from service.models import Generation
 from service.presenters import generation_out
 from service.prompts import PromptLengthChecker, check_placeholders
-from service.queue import JobQueue
+from service.queue import JobQueue, QueueUnavailable
 from service.routes.problems import problem_responses
 from service.schemas import MAX_SEED, GenerateRequest, GenerationOut
 
@@ -42,7 +43,12 @@ def _submit(
         seed=secrets.randbelow(MAX_SEED + 1) if body.seed is None else body.seed,
     )
     session.commit()
-    queue.submit_generation(generation.id)
+    try:
+        queue.submit_generation(generation.id)
+    except QueueUnavailable as error:
+        fail_generation(session, generation.id, QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE)
+        session.commit()
+        raise ServiceUnavailable(QUEUE_UNAVAILABLE_MESSAGE, code=QUEUE_UNAVAILABLE) from error
     return generation
 
 
@@ -62,7 +68,7 @@ def preferred_wait_seconds(prefer: str | None, limit: int) -> int:
     status_code=202,
     summary="Draw images with a job's concepts (202; 200 when `Prefer: wait=N` saw it finish)",
     responses={200: {"model": GenerationOut, "description": "Finished within the wait."}}
-    | problem_responses(400, 401, 404, 409, 422),
+    | problem_responses(400, 401, 404, 409, 422, 503),
 )
 async def create_generation(
     body: GenerateRequest,

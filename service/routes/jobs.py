@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep, UrlSignerDep
-from service.errors import Conflict
+from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
 from service.models import JobStatus, new_id
 from service.presenters import artifact_list, job_out
-from service.repository import NewConcept, add_job, get_job, list_jobs, request_cancel
+from service.queue import QueueUnavailable
+from service.repository import NewConcept, add_job, fail_unsubmitted_job, get_job, list_jobs, request_cancel
 from service.routes.problems import problem_responses
 from service.schemas import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage
 from service.storage.layout import checkpoints_prefix, job_prefix
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
     "",
     status_code=202,
     summary="Submit a training job",
-    responses=problem_responses(400, 401, 413, 415, 422),
+    responses=problem_responses(400, 401, 413, 415, 422, 503),
 )
 def create_job(
     tenant: CurrentTenant,
@@ -82,7 +83,12 @@ def create_job(
         webhook_url=webhook,
     )
     session.commit()
-    queue.submit_job(job.id)
+    try:
+        queue.submit_job(job.id)
+    except QueueUnavailable as error:
+        fail_unsubmitted_job(session, job.id)
+        session.commit()
+        raise ServiceUnavailable(QUEUE_UNAVAILABLE_MESSAGE, code=QUEUE_UNAVAILABLE) from error
     return job_out(job, signer)
 
 
