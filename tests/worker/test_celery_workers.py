@@ -247,3 +247,24 @@ def test_a_job_queued_while_redis_restarts_still_runs(cluster: Cluster, tmp_path
         broker.stop()  # a real shutdown of the server; the append-only file keeps the message
         with redis_server(tmp_path, port), cluster.worker("restart-worker", environment=environment):
             assert cluster.wait_until_ended(job["id"])["status"] == "succeeded"
+
+
+def test_a_generation_runs_on_the_inference_queue_of_a_real_worker(cluster: Cluster) -> None:
+    with cluster.worker("gpu-worker", queues="training,inference"):
+        job = cluster.wait_until_ended(cluster.submit()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        placeholders = [concept["placeholder"] for concept in job["concepts"]]
+        response = cluster.client.post(
+            "/generate",
+            json={
+                "concept_ids": [concept["id"] for concept in job["concepts"]],
+                "prompt": f"{placeholders[0]} and {placeholders[1]} on the beach",
+                "steps": 2,
+                "seed": 3,
+            },
+            headers={"Prefer": "wait=60"},
+            timeout=90,
+        )
+    assert response.status_code == 200, response.text
+    generation = response.json()
+    assert (generation["status"], generation["seed"], len(generation["images"])) == ("succeeded", 3, 1)
