@@ -156,15 +156,11 @@ def run_serve(arguments: argparse.Namespace) -> int:
 
 
 def demo_photo() -> bytes:
-    """A red ball and a blue box on a soft gradient, as PNG bytes."""
-    from PIL import Image, ImageDraw
+    """The sample two-object photo as PNG bytes."""
+    from attencraft_cli.sample_photo import two_object_photo
 
-    image = Image.linear_gradient("L").resize((384, 384)).convert("RGB").point(lambda value: 150 + value // 3)
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((30, 96, 172, 238), fill=(200, 40, 40))
-    draw.rectangle((222, 115, 353, 276), fill=(40, 60, 200))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    two_object_photo(384).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -26,13 +26,13 @@ import numpy as np
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from attencraft_cli.sample_photo import two_object_photo
 from attencraft_core.config import TrainingConfig
 from attencraft_core.models import load_base_model
 from attencraft_core.pipeline import ConceptSpec, learn_concepts
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_to_head
 from service.models import Job
-from tests.core.tiny import two_object_image
 from tests.service.infrastructure import seaweedfs_s3_server, throwaway_bucket, throwaway_postgres_database
 from tests.worker.cluster import api_server, celery_worker, cluster_environment, poll
 
@@ -48,7 +48,7 @@ def core_seconds(steps: int, runs: int) -> float:
     timings = []
     for _ in range(runs):
         started = time.perf_counter()
-        learn_concepts(model, two_object_image(), [ConceptSpec("ball"), ConceptSpec("box")], config)
+        learn_concepts(model, two_object_photo(), [ConceptSpec("ball"), ConceptSpec("box")], config)
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
@@ -90,7 +90,7 @@ def main() -> None:
     compute_s = core_seconds(arguments.steps, arguments.baseline_runs)
     print(f"core compute alone: {compute_s * 1000:.1f} ms per job ({arguments.steps} steps, median)")
     buffer = io.BytesIO()
-    two_object_image().save(buffer, format="PNG")
+    two_object_photo().save(buffer, format="PNG")
     photo = buffer.getvalue()
     redis_db = 1 + secrets.randbelow(15)
     with tempfile.TemporaryDirectory(prefix="attencraft-bench-") as scratch:

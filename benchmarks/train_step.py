@@ -13,24 +13,15 @@ import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 
+from attencraft_cli.sample_photo import two_object_photo
 from attencraft_core.config import TrainingConfig
 from attencraft_core.models import BaseModel, load_base_model
 from attencraft_core.pipeline import create_masks, estimate_scores
 from attencraft_core.ratios import sampling_probabilities
 from attencraft_core.training import FeatureRetainingTrainer, autocast, concept_prompt
-
-
-def two_object_image(size: int) -> Image.Image:
-    image = Image.fromarray(np.full((size, size, 3), 190, dtype=np.uint8))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((size * 0.08, size * 0.25, size * 0.45, size * 0.62), fill=(200, 40, 40))
-    draw.rectangle((size * 0.58, size * 0.3, size * 0.92, size * 0.72), fill=(40, 60, 200))
-    return image
 
 
 def synchronize(model: BaseModel) -> None:
@@ -72,7 +63,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_base_model(arguments.model, device=arguments.device)
     config = TrainingConfig()
-    latents = model.encode_image(two_object_image(model.resolution))
+    latents = model.encode_image(two_object_photo(model.resolution))
     identifiers = torch.stack([model.initial_identifier(word) for word in ("cat", "dog")])
     model.set_identifiers(identifiers)
     prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, (0, 1)))

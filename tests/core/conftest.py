@@ -2,10 +2,11 @@ import pytest
 import torch
 from PIL import Image
 
+from attencraft_cli.sample_photo import two_object_photo
 from attencraft_core.config import TrainingConfig
 from attencraft_core.models import BaseModel, load_base_model
 from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
-from tests.core.tiny import TRAIN_STEPS, changed, state, two_object_image
+from tests.core.tiny import TRAIN_STEPS, changed, state
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +16,7 @@ def tiny() -> BaseModel:
 
 @pytest.fixture(scope="session")
 def image() -> Image.Image:
-    return two_object_image()
+    return two_object_photo()
 
 
 @pytest.fixture(scope="session")

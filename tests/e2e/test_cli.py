@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from attencraft_cli.sample_photo import two_object_photo
 
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 STEPS = "6"
@@ -25,12 +27,8 @@ def attencraft(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def two_object_photo(path: Path) -> Path:
-    image = Image.new("RGB", (320, 240), (180, 200, 220))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((20, 60, 140, 180), fill=(210, 50, 40))
-    draw.rectangle((180, 50, 300, 190), fill=(40, 70, 190))
-    image.save(path)
+def saved_photo(path: Path) -> Path:
+    two_object_photo().save(path)
     return path
 
 
@@ -72,7 +70,7 @@ def train_then_generate(image: Path, concepts: tuple[str, str], tmp_path: Path) 
 
 @pytest.mark.slow
 def test_train_and_generate_on_a_generated_two_object_image(tmp_path):
-    train_then_generate(two_object_photo(tmp_path / "photo.png"), ("ball", "box"), tmp_path)
+    train_then_generate(saved_photo(tmp_path / "photo.png"), ("ball", "box"), tmp_path)
 
 
 @pytest.mark.slow
@@ -87,7 +85,7 @@ def learned(tmp_path_factory) -> Path:
     out = folder / "concepts"
     result = attencraft(
         "train",
-        str(two_object_photo(folder / "p.png")),
+        str(saved_photo(folder / "p.png")),
         "--concept",
         "cat",
         "--concept",
@@ -121,7 +119,7 @@ def test_bad_training_input_is_one_clear_sentence(tmp_path, case):
     places = {
         "not_an_image": str(tmp_path / "notes.png"),
         "missing": str(tmp_path / "nope.jpg"),
-        "photo": str(two_object_photo(tmp_path / "photo.png")),
+        "photo": str(saved_photo(tmp_path / "photo.png")),
     }
     result = attencraft(*[a.format(**places) for a in arguments], "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert result.returncode == 2

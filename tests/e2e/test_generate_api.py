@@ -14,11 +14,11 @@ from diffusers import StableDiffusionPipeline
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from attencraft_cli.sample_photo import two_object_photo
 from attencraft_cli.service_commands import embedded_service
 from attencraft_core.export import load_custom_diffusion
 from attencraft_core.models import build_builtin_pipeline
 from service.settings import Settings
-from tests.core.tiny import two_object_image
 
 TRAIN_STEPS = 10
 PROMPT = "a <ball> next to a <box>"
@@ -40,7 +40,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     with embedded_service(settings) as (app, _store, key, _generated), TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         photo = io.BytesIO()
-        two_object_image().save(photo, format="PNG")
+        two_object_photo().save(photo, format="PNG")
         response = client.post(
             "/jobs",
             data={"concepts": ["ball", "box"], "options": f'{{"steps": {TRAIN_STEPS}, "seed": 1}}'},

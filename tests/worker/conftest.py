@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from attencraft_cli.sample_photo import two_object_photo
 from attencraft_core.models import BaseModel, load_base_model
 from service.auth import get_or_create_tenant
 from service.db import create_db_engine, create_session_factory
@@ -17,7 +18,6 @@ from service.models import new_id
 from service.repository import NewConcept, add_job
 from service.storage import LocalDirectoryStore
 from service.storage.layout import job_prefix
-from tests.core.tiny import two_object_image
 from worker.inference import ConceptSetCache, GenerationRunner
 from worker.jobs import JobRunner
 
@@ -64,7 +64,7 @@ def insert_queued_job(
     user_masks: list[bytes] | None = None,
 ) -> str:
     """Insert a queued two-concept job (<ball>, <box>) the way POST /jobs does; returns its id."""
-    image = two_object_image()
+    image = two_object_photo()
     with sessions() as session:
         tenant = get_or_create_tenant(session, "worker-tests")
         job_id = new_id()

@@ -17,10 +17,10 @@ import redis
 from sqlalchemy import Engine
 from standardwebhooks import Webhook
 
+from attencraft_cli.sample_photo import two_object_photo
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_to_head
 from service.models import Job
-from tests.core.tiny import two_object_image
 from tests.service.infrastructure import (
     S3Server,
     seaweedfs_s3_server,
@@ -66,7 +66,7 @@ class Cluster:
         self, *, steps: int = TRAIN_STEPS, webhook_url: str | None = None, client: httpx.Client | None = None
     ) -> dict[str, Any]:
         buffer = io.BytesIO()
-        two_object_image().save(buffer, format="PNG")
+        two_object_photo().save(buffer, format="PNG")
         data: dict[str, Any] = {"concepts": ["ball", "box"], "options": json.dumps({"steps": steps, "seed": 3})}
         if webhook_url:
             data["webhook_url"] = webhook_url

@@ -13,11 +13,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
+from attencraft_cli.sample_photo import two_object_photo
 from attencraft_cli.service_commands import embedded_service
 from service import repository
 from service.models import DeliveryStatus, Job, JobStatus, WebhookDelivery, utc_now
 from service.settings import Settings
-from tests.core.tiny import two_object_image
 from tests.worker.cluster import poll, webhook_receiver
 from worker.deliveries import deliver
 
@@ -119,7 +119,7 @@ def test_the_embedded_service_delivers_webhooks_from_its_own_threads(tmp_path: P
         data_dir=tmp_path, base_model="tiny", device="cpu", webhook_allow_loopback=True, sweep_interval_seconds=0.2
     )
     buffer = io.BytesIO()
-    two_object_image().save(buffer, format="PNG")
+    two_object_photo().save(buffer, format="PNG")
     with (
         webhook_receiver() as receiver,
         embedded_service(settings) as (app, _store, key, _generated),
