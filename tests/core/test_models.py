@@ -3,8 +3,15 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from attencraft_core.attention import AttentionGrids
 from attencraft_core.errors import ModelLoadError
-from attencraft_core.models import _BUILT_IN, SD21_RANDOM, build_builtin_pipeline, load_base_model
+from attencraft_core.models import (
+    _BUILT_IN,
+    MODEL_SETTINGS_FILE,
+    SD21_RANDOM,
+    build_builtin_pipeline,
+    load_base_model,
+)
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
 from tests.core.tiny import state
 
@@ -23,6 +30,22 @@ def test_a_folder_saved_from_tiny_loads_through_the_checkpoint_path(tmp_path, ti
     assert all(torch.equal(tensor, pristine[name]) for name, tensor in state(loaded).items())
     assert loaded.pipeline.tokenizer.get_vocab() == tiny.pipeline.tokenizer.get_vocab()
     assert loaded.resolution == 256
+
+
+def test_a_folder_names_the_attention_grids_its_masks_use(tmp_path, tiny):
+    folder = tmp_path / "tiny-sd"
+    build_builtin_pipeline("tiny").save_pretrained(folder)
+    assert load_base_model(str(folder), device="cpu").attention_grids == AttentionGrids(
+        cross=(8, 8), self_attention=(16, 16)
+    )
+    (folder / MODEL_SETTINGS_FILE).write_text('{"attention_grids": {"cross": [16, 16], "self_attention": [16, 16]}}')
+    loaded = load_base_model(str(folder), device="cpu")
+    assert loaded.attention_grids == AttentionGrids(cross=(16, 16), self_attention=(16, 16))
+    latents = torch.zeros(1, 4, 32, 32)
+    with torch.no_grad(), loaded.recorder.record(loaded.attention_grids, torch.tensor([4]), with_self_attention=True):
+        loaded.pipeline.unet(latents, torch.tensor([10]), encoder_hidden_states=torch.zeros(1, 77, 32))
+        assert loaded.recorder.cross_maps().shape == (1, 1, 16, 16)
+        assert loaded.recorder.self_attention().shape == (1, 256, 256)
 
 
 def test_a_folder_that_is_not_a_pipeline_is_a_clear_error(tmp_path):
@@ -52,7 +75,7 @@ def test_recording_processor_matches_diffusers_and_records_by_grid_size(tiny):
     timestep = torch.tensor([10])
     with torch.no_grad():
         ours = unet(latents, timestep, encoder_hidden_states=text).sample
-        with tiny.recorder.record(tiny.latent_size, torch.tensor([4, 6]), with_self_attention=True):
+        with tiny.recorder.record(tiny.attention_grids, torch.tensor([4, 6]), with_self_attention=True):
             recorded = unet(latents, timestep, encoder_hidden_states=text).sample
             cross = tiny.recorder.cross_maps()
             self_attention = tiny.recorder.self_attention()
