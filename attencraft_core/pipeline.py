@@ -9,12 +9,15 @@ from enum import StrEnum
 import torch
 from PIL import Image
 
+from attencraft_contract import rules
+from attencraft_contract.errors import InputError
+from attencraft_contract.models import ImageFit
 from attencraft_core.artifacts import ConceptSet
 from attencraft_core.config import MaskConfig, RatioConfig, TrainingConfig
 from attencraft_core.errors import ConceptNotLocalizedError, InvalidInputError, TrainingCanceled
 from attencraft_core.images import mask_images, masks_from_images, prepare_image
 from attencraft_core.masks import area_fractions, delta_masks, localized, resize_masks
-from attencraft_core.models import MAX_CONCEPTS, BaseModel
+from attencraft_core.models import BaseModel
 from attencraft_core.ratios import attention_scores, sampling_probabilities, sampling_ratios
 from attencraft_core.training import (
     FeatureRetainingTrainer,
@@ -63,15 +66,15 @@ class _Timings:
 
 
 def validate_concepts(concepts: Sequence[ConceptSpec]) -> None:
-    names = [c.name for c in concepts]
-    if len(names) < 2:
-        raise InvalidInputError("Give at least two concepts: AttenCraft learns several concepts from one image.")
-    if len(names) > MAX_CONCEPTS:
-        raise InvalidInputError(f"At most {MAX_CONCEPTS} concepts can be learned from one image.")
-    if any(not name.strip() for name in names):
-        raise InvalidInputError("Concept names must not be empty.")
-    if len({name.lower() for name in names}) != len(names):
-        raise InvalidInputError(f"Concept names must differ: {', '.join(names)}.")
+    """The contract's rules for names (attencraft_contract.rules), raised as the core's error type."""
+    try:
+        names = rules.concept_names([c.name for c in concepts])
+        for concept in concepts:
+            rules.initializer_word(concept.initializer or "", "initializer")
+    except InputError as error:
+        raise InvalidInputError(str(error)) from error
+    if names != [c.name for c in concepts]:
+        raise InvalidInputError(f"Concept names must be lower-case plain words: {', '.join(names)}.")
 
 
 def noisy_latents(
@@ -161,6 +164,7 @@ def learn_concepts(
     user_masks: Sequence[Image.Image] | None = None,
     callbacks: LearnCallbacks | None = None,
     resume: TrainingCheckpoint | None = None,
+    fit: ImageFit = ImageFit.CROP,
 ) -> ConceptSet:
     validate_concepts(concepts)
     if user_masks is not None and len(user_masks) != len(concepts):
@@ -170,7 +174,7 @@ def learn_concepts(
     initializers = [c.initializer or c.name for c in concepts]
     count = len(concepts)
     timings = _Timings()
-    prepared = prepare_image(image, model.resolution)
+    prepared = prepare_image(image, model.resolution, fit)
     latents = model.encode_image(prepared)  # z, (1, 4, h, w), encoded once
     identifiers = torch.stack([model.initial_identifier(word) for word in initializers])  # (N, D)
     model.set_identifiers(identifiers)
@@ -180,7 +184,7 @@ def learn_concepts(
         started = time.perf_counter()
         callbacks.on_stage(Stage.MASKING)
         if user_masks is not None:
-            masks = masks_from_images(list(user_masks), model.resolution, model.attention_grids.self_attention)
+            masks = masks_from_images(list(user_masks), model.resolution, model.attention_grids.self_attention, fit)
             if not localized(masks, config.masks):
                 fractions = area_fractions(masks)
                 worst = int(fractions.argmin())
@@ -222,7 +226,7 @@ def learn_concepts(
     callbacks.on_stage(Stage.SAVING)
     hyperparameters = asdict(config)
     return ConceptSet(
-        placeholders=[f"<{name}>" for name in names],
+        placeholders=[rules.placeholder_for(name) for name in names],
         class_names=names,
         initializers=initializers,
         token_strings=model.slot_tokens[:count],
@@ -238,6 +242,7 @@ def learn_concepts(
             "hyperparameters": hyperparameters,
             "mask_area_fractions": area_fractions(masks).tolist(),
             "masks_source": "uploaded" if user_masks is not None else "attention",
+            "fit": fit.value,
             "stage_seconds": timings.seconds,
             "library_versions": library_versions(),
         },

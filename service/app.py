@@ -7,6 +7,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from attencraft_contract.limits import MAX_CONCEPTS
 from service.auth import ApiKeyCache
 from service.body_limit import RequestBodyLimit
 from service.db import create_db_engine, create_session_factory
@@ -44,7 +45,7 @@ def create_app(
         summary="Learn several concepts from one photo and use them in text-to-image prompts.",
         version="0.1.0",
         lifespan=lifespan,
-        form_limits={"max_files": settings.max_concepts + 1, "max_fields": MAX_FORM_FIELDS},
+        form_limits={"max_files": MAX_CONCEPTS + 1, "max_fields": MAX_FORM_FIELDS},
     )
     app.state.settings = settings
     app.state.session_factory = create_session_factory(engine)

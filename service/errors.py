@@ -13,6 +13,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from attencraft_contract.errors import InputError, InputTooLarge, UnsupportedInput
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 logger = logging.getLogger(__name__)
@@ -118,6 +120,19 @@ def _service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _input_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A broken contract rule: 413 for a size limit, 415 for a file kind, 422 otherwise; the rule's sentence."""
+    assert isinstance(exc, InputError)
+    kind: type[ServiceError] = (
+        PayloadTooLarge
+        if isinstance(exc, InputTooLarge)
+        else UnsupportedMediaType
+        if isinstance(exc, UnsupportedInput)
+        else ValidationProblem
+    )
+    return _service_error_handler(request, kind(exc.message, code=exc.code, errors=exc.errors))
+
+
 def _field_path(location: Sequence[int | str]) -> str:
     parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
     return ".".join(parts) or "request"
@@ -193,5 +208,6 @@ def _unexpected_error_handler(_request: Request, exc: Exception) -> JSONResponse
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error_handler)
     app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(InputError, _input_error_handler)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
     app.add_exception_handler(HTTPException, _http_exception_handler)

@@ -1,6 +1,5 @@
-"""SQLAlchemy ORM tables. API shapes live in ``service.schemas``; these are the stored rows."""
+"""SQLAlchemy ORM tables. API shapes live in ``attencraft_contract.models``; these are the stored rows."""
 
-import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -8,24 +7,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, Dialect, Enum, ForeignKey, Index, String, Text, UniqueConstraint, types
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    MASKING = "masking"
-    ESTIMATING = "estimating"
-    TRAINING = "training"
-    SAVING = "saving"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
-RUNNING_STATUSES = frozenset({JobStatus.MASKING, JobStatus.ESTIMATING, JobStatus.TRAINING, JobStatus.SAVING})
+from attencraft_contract.models import DeliveryStatus, GenerationStatus, JobStatus
 
 
 def new_id() -> str:
@@ -157,17 +139,6 @@ class Artifact(Base):
     job: Mapped[Job] = relationship(back_populates="artifacts")
 
 
-class GenerationStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
-
-
 class Generation(Base):
     """Images drawn with one job's concept set; ``options`` holds the sampling settings, ``seed`` the one used."""
 
@@ -197,12 +168,6 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-
-
-class DeliveryStatus(enum.StrEnum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
 
 
 class WebhookDelivery(Base):

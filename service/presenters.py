@@ -4,8 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
-from service.models import Concept, DeliveryStatus, Generation, Job, WebhookDelivery, utc_now
-from service.schemas import (
+from attencraft_contract.models import (
     ArtifactList,
     ArtifactOut,
     ConceptOut,
@@ -23,6 +22,7 @@ from service.schemas import (
     WebhookDeliveryList,
     WebhookDeliveryOut,
 )
+from service.models import Concept, DeliveryStatus, Generation, Job, WebhookDelivery, utc_now
 from service.storage import ObjectStore
 
 

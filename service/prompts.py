@@ -1,36 +1,17 @@
-"""Prompt checks the API makes without the model: placeholders, and length with the job's saved tokenizer."""
+"""Prompt length, counted without the model by the job's saved tokenizer (placeholders: attencraft_contract)."""
 
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
+from attencraft_contract.rules import PLACEHOLDER
 from service.errors import ValidationProblem
 from service.models import Job
 from service.storage import ObjectStore
 
-PLACEHOLDER = re.compile(r"<[A-Za-z0-9_\-]+>")  # the core's placeholder syntax
 TOKENIZER_ARTIFACT = "tokenizer"
 CACHED_TOKENIZERS = 32
-
-
-def check_placeholders(prompts: dict[str, str], known: Sequence[str]) -> None:
-    """Every `<name>` in every prompt must be one of the chosen concepts' placeholders."""
-    unknown = {field: sorted(set(PLACEHOLDER.findall(prompt)) - set(known)) for field, prompt in prompts.items()}
-    if any(unknown.values()):
-        names = sorted({name for names in unknown.values() for name in names})
-        raise ValidationProblem(
-            f"The prompt names {', '.join(names)}, which the chosen concepts did not learn; "
-            f"known placeholders: {', '.join(known)}.",
-            code="unknown_placeholder",
-            errors=[
-                {"field": field, "message": f"unknown placeholder {name}"}
-                for field, names in unknown.items()
-                for name in names
-            ],
-        )
 
 
 class PromptLengthChecker:

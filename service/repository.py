@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from attencraft_contract.models import RUNNING_STATUSES
+from attencraft_contract.rules import placeholder_for
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, NotFound, ValidationProblem
 from service.models import (
-    RUNNING_STATUSES,
     Artifact,
     Concept,
     DeliveryStatus,
@@ -36,10 +37,6 @@ class NewConcept:
     name: str
     initializer: str | None
     user_mask_key: str | None
-
-
-def placeholder_for(name: str) -> str:
-    return f"<{name}>"
 
 
 def add_job(

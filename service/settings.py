@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from attencraft_contract.limits import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, MAX_CONCEPTS
 from service.webhooks import TargetPolicy
 
 
@@ -37,9 +38,8 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
 
     api_threads: int = Field(default=12, ge=2, le=200, description="Threads that run blocking route code.")
-    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Per uploaded file.")
-    max_image_pixels: int = Field(default=36_000_000, ge=64 * 64, description="Decompression-bomb guard.")
-    max_concepts: int = Field(default=4, ge=2, le=16)
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1024, description="Per uploaded file.")
+    max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=64 * 64, description="Decompression-bomb guard.")
 
     queue: Literal["inprocess", "celery"] = Field(
         default="inprocess", description="'inprocess': a worker thread in the API; 'celery': workers on the broker."
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     @property
     def max_request_bytes(self) -> int:
         """The whole multipart body: the image, one mask per concept and 1 MiB of form fields."""
-        return self.max_upload_bytes * (1 + self.max_concepts) + 1024 * 1024
+        return self.max_upload_bytes * (1 + MAX_CONCEPTS) + 1024 * 1024
 
 
 @lru_cache

@@ -1,4 +1,5 @@
-"""The import direction the layout promises: core <- worker <- cli, service <- worker <- cli; service never torch."""
+"""The import direction the layout promises: core <- worker <- cli, service <- worker <- cli; service never torch;
+the contract (rules and wire models) under everything; the client on the contract, httpx and pydantic alone."""
 
 import ast
 import subprocess
@@ -8,7 +9,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVER_SIDE = {"torch", "diffusers", "transformers", "fastapi", "starlette", "sqlalchemy", "celery", "boto3"}
+OUR_PACKAGES = {"attencraft_core", "service", "worker", "attencraft_cli", "attencraft_client"}
 FORBIDDEN = {
+    "attencraft_contract": SERVER_SIDE | OUR_PACKAGES | {"httpx", "os.environ"},
+    "attencraft_client": SERVER_SIDE
+    | OUR_PACKAGES - {"attencraft_client"}
+    | {"PIL", "tqdm", "attencraft_contract.images"},
     "attencraft_core": {
         "service",
         "worker",
@@ -19,7 +26,15 @@ FORBIDDEN = {
         "boto3",
         "os.environ",
     },
-    "service": {"torch", "diffusers", "transformers", "attencraft_core", "worker", "attencraft_cli"},
+    "service": {
+        "torch",
+        "diffusers",
+        "transformers",
+        "attencraft_core",
+        "worker",
+        "attencraft_cli",
+        "attencraft_client",
+    },
     "worker": {"attencraft_cli"},
 }
 
@@ -57,3 +72,18 @@ def test_the_service_app_does_not_load_torch():
     code = "import sys, service.app; print(any(m == 'torch' or m.startswith('torch.') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def loaded_modules_after(statement: str, candidates: set[str]) -> list[str]:
+    code = f"import sys; {statement}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {sorted(candidates)!r}))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return ast.literal_eval(result.stdout.strip())
+
+
+def test_the_client_loads_only_httpx_pydantic_and_the_contract():
+    heavy = SERVER_SIDE | OUR_PACKAGES - {"attencraft_client"} | {"PIL", "numpy", "tqdm"}
+    assert loaded_modules_after("import attencraft_client", heavy) == []
+
+
+def test_the_contract_loads_no_server_code():
+    assert loaded_modules_after("import attencraft_contract.rules", SERVER_SIDE | OUR_PACKAGES | {"httpx"}) == []

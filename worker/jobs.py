@@ -15,6 +15,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 from tokenizers import Tokenizer
 
+from attencraft_contract.models import ExportFormat, ImageFit
 from attencraft_core.artifacts import ConceptSet
 from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import AttenCraftError, TrainingCanceled
@@ -25,7 +26,6 @@ from attencraft_core.training import StepRecord, TrainingCheckpoint
 from service import repository
 from service.models import Job, JobStatus, utc_now
 from service.prompts import TOKENIZER_ARTIFACT
-from service.schemas import ExportFormat
 from service.storage import ObjectStore, StoredObject
 from service.storage.layout import checkpoints_prefix, job_prefix
 
@@ -45,6 +45,7 @@ class JobInput:
     concepts: list[ConceptSpec]
     user_mask_keys: list[str]
     config: TrainingConfig
+    fit: ImageFit
 
     @classmethod
     def from_row(cls, job: Job) -> "JobInput":
@@ -55,6 +56,7 @@ class JobInput:
             concepts=[ConceptSpec(name=c.name, initializer=c.initializer) for c in job.concepts],
             user_mask_keys=[c.user_mask_key for c in job.concepts if c.user_mask_key],
             config=TrainingConfig(steps=job.options["steps"], seed=job.options["seed"]),
+            fit=ImageFit(job.options.get("fit", ImageFit.CROP)),
         )
 
     @property
@@ -241,6 +243,7 @@ class JobRunner:
             user_masks=user_masks,
             callbacks=reporter.callbacks(),
             resume=resume,
+            fit=job.fit,
         )
         with tempfile.TemporaryDirectory(prefix="attencraft-job-") as scratch:
             stored = [

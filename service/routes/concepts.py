@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
+from attencraft_contract.models import ConceptOut
 from service.deps import CurrentTenant, SessionDep, UrlSignerDep
 from service.presenters import concept_out
 from service.repository import get_concept
 from service.routes.problems import problem_responses
-from service.schemas import ConceptOut
 
 router = APIRouter(prefix="/concepts", tags=["concepts"])
 

@@ -9,15 +9,17 @@ from fastapi import APIRouter, Header, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from attencraft_contract.limits import MAX_SEED
+from attencraft_contract.models import GenerateRequest, GenerationOut
+from attencraft_contract.rules import check_placeholders
 from service.deps import CurrentTenant, PromptLengthsDep, QueueDep, SessionDep, SettingsDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, ServiceUnavailable
 from service.generation_repository import add_generation, concept_set_of, fail_generation, get_generation
 from service.models import Generation
 from service.presenters import generation_out
-from service.prompts import PromptLengthChecker, check_placeholders
+from service.prompts import PromptLengthChecker
 from service.queue import JobQueue, QueueUnavailable
 from service.routes.problems import problem_responses
-from service.schemas import MAX_SEED, GenerateRequest, GenerationOut
 
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})\b", re.IGNORECASE)
 POLL_INTERVAL_S = 0.2

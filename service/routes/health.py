@@ -4,9 +4,9 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from attencraft_contract.models import Health, Readiness
 from service.deps import QueueDep, SessionDep, StoreDep
 from service.errors import ServiceUnavailable
-from service.schemas import Health, Readiness
 from service.storage import StorageError
 
 router = APIRouter(tags=["health"])

@@ -4,6 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
+from attencraft_contract import rules
+from attencraft_contract.images import check_image, check_masks, mask_as_png
+from attencraft_contract.models import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage
 from service.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
 from service.models import JobStatus, new_id
@@ -11,18 +14,8 @@ from service.presenters import artifact_list, job_out
 from service.queue import QueueUnavailable
 from service.repository import NewConcept, add_job, fail_unsubmitted_job, get_job, list_jobs, request_cancel
 from service.routes.problems import problem_responses
-from service.schemas import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage
 from service.storage.layout import checkpoints_prefix, job_prefix
-from service.uploads import (
-    check_image,
-    check_masks,
-    check_webhook_target,
-    mask_as_png,
-    parse_concept_names,
-    parse_initializers,
-    parse_options,
-    parse_webhook_url,
-)
+from service.uploads import check_webhook_target
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -51,10 +44,10 @@ def create_job(
     options: Annotated[str | None, Form(description='Optional JSON object, e.g. {"steps": 300, "seed": 0}.')] = None,
     webhook_url: Annotated[str | None, Form(description="Optional http(s) URL told when the job ends.")] = None,
 ) -> JobOut:
-    names = parse_concept_names(concepts, max_concepts=settings.max_concepts)
-    initializer_words = parse_initializers(initializers or [], concept_count=len(names))
-    job_options = parse_options(options)
-    webhook = parse_webhook_url(webhook_url)
+    names = rules.concept_names(concepts)
+    initializer_words = rules.initializer_words(initializers or [], concept_count=len(names))
+    job_options = rules.job_options_json(options)
+    webhook = rules.webhook_url(webhook_url)
     if webhook is not None:
         check_webhook_target(webhook, settings.webhook_policy)
     limits = {"max_bytes": settings.max_upload_bytes, "max_pixels": settings.max_image_pixels}

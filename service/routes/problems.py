@@ -2,8 +2,8 @@
 
 from typing import Any
 
+from attencraft_contract.models import Problem
 from service.errors import PROBLEM_CONTENT_TYPE
-from service.schemas import Problem
 
 _DESCRIPTIONS = {
     400: "The body could not be parsed (malformed multipart or JSON).",

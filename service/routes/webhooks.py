@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
+from attencraft_contract.models import WebhookDeliveryList, WebhookSecret
 from service.deps import CurrentTenant, SessionDep
 from service.presenters import delivery_list
 from service.repository import list_deliveries, webhook_secret
 from service.routes.problems import problem_responses
-from service.schemas import WebhookDeliveryList, WebhookSecret
 
 router = APIRouter(tags=["webhooks"])
 

@@ -21,7 +21,7 @@ def test_submit_returns_202_with_the_queued_job(client: TestClient, queue: Recor
     job = response.json()
     assert job["status"] == "queued"
     assert job["progress"] == {"step": 0, "total": 40}
-    assert job["options"] == {"steps": 40, "seed": 7}
+    assert job["options"] == {"steps": 40, "seed": 7, "fit": "crop"}
     assert job["error"] is None
     assert [(c["name"], c["placeholder"]) for c in job["concepts"]] == [("cat", "<cat>"), ("dog", "<dog>")]
     assert all(c["id"] and c["mask_url"] is None and c["ratio"] is None for c in job["concepts"])

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from attencraft_contract.models import GenerationOptions
 from attencraft_core.artifacts import WEIGHTS_FILE, ConceptSet
 from attencraft_core.errors import PromptTooLongError
 from attencraft_core.generation import GenerationRequest, check_prompt_length, generate, internal_prompt
@@ -21,7 +22,6 @@ from service.generation_repository import add_generation
 from service.migrate import upgrade_to_head
 from service.models import Generation, GenerationStatus, Job, JobStatus
 from service.prompts import PromptLengthChecker
-from service.schemas import GenerationOptions
 from service.storage import LocalDirectoryStore
 from service.storage.layout import job_prefix
 from tests.core.tiny import changed, state

@@ -1,29 +1,82 @@
-"""Pydantic shapes of the HTTP API (requests, responses, problems); separate from the ORM rows."""
+"""The API's request and response shapes, the same classes on the server and in the client."""
 
 import enum
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from service.models import DeliveryStatus, GenerationStatus, JobStatus
+from attencraft_contract.limits import (
+    IMAGE_SIDE_MULTIPLE,
+    MAX_CONCEPTS,
+    MAX_CURSOR_CHARS,
+    MAX_GUIDANCE_SCALE,
+    MAX_IMAGE_SIDE,
+    MAX_IMAGES_PER_GENERATION,
+    MAX_PAGE_SIZE,
+    MAX_PROMPT_CHARS,
+    MAX_SAMPLING_STEPS,
+    MAX_SEED,
+    MAX_STEPS,
+    MIN_IMAGE_SIDE,
+)
 
-MAX_STEPS = 2000
-MAX_SEED = 2**31 - 1
-MAX_IMAGES_PER_GENERATION = 8
-MAX_SAMPLING_STEPS = 150
-MIN_IMAGE_SIDE = 64
-MAX_IMAGE_SIDE = 1024
-MAX_PROMPT_CHARS = 2000
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # unpadded base64url
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    MASKING = "masking"
+    ESTIMATING = "estimating"
+    TRAINING = "training"
+    SAVING = "saving"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+RUNNING_STATUSES = frozenset({JobStatus.MASKING, JobStatus.ESTIMATING, JobStatus.TRAINING, JobStatus.SAVING})
+
+
+class GenerationStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class ImageFit(enum.StrEnum):
+    """How a photo that is not square becomes the model's square input (masks follow the same way)."""
+
+    CROP = "crop"  # scale the shorter side to the resolution, cut the centre square
+    PAD = "pad"  # scale the longer side to the resolution, fill the rest with the photo's mean colour
 
 
 class JobOptions(BaseModel):
     """Training options a client may set; anything else is rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"steps": 300, "seed": 0, "fit": "crop"}]}
+    )
 
     steps: int = Field(default=300, ge=1, le=MAX_STEPS, description="Training steps.")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Random seed of the whole job.")
+    fit: ImageFit = Field(default=ImageFit.CROP, description="A photo that is not square: `crop` (centre) or `pad`.")
 
 
 class JobListQuery(BaseModel):
@@ -32,8 +85,10 @@ class JobListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: JobStatus | None = Field(default=None, description="Only jobs in this state.")
-    cursor: str | None = Field(default=None, max_length=256, description="next_cursor of the previous page.")
-    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(
+        default=None, max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN, description="next_cursor of the last page."
+    )
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
 
 
 class Progress(BaseModel):
@@ -118,6 +173,17 @@ class Scheduler(enum.StrEnum):
     DPM_SOLVER_PP = "dpmsolver++"
 
 
+ImageSide = Annotated[
+    int,
+    Field(
+        ge=MIN_IMAGE_SIDE,
+        le=MAX_IMAGE_SIDE,
+        multiple_of=IMAGE_SIDE_MULTIPLE,
+        description=f"Multiple of {IMAGE_SIDE_MULTIPLE}; default: the model's size.",
+    ),
+]
+
+
 class GenerationOptions(BaseModel):
     """Sampling settings; the defaults follow the paper's evaluation (PNDM, 50 steps, guidance 7.5)."""
 
@@ -125,21 +191,10 @@ class GenerationOptions(BaseModel):
 
     num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_GENERATION)
     steps: int = Field(default=50, ge=1, le=MAX_SAMPLING_STEPS, description="Denoising steps.")
-    guidance_scale: float = Field(default=7.5, ge=0, le=30)
-    width: int | None = Field(
-        default=None, ge=MIN_IMAGE_SIDE, le=MAX_IMAGE_SIDE, description="Multiple of 8; default: the model's size."
-    )
-    height: int | None = Field(
-        default=None, ge=MIN_IMAGE_SIDE, le=MAX_IMAGE_SIDE, description="Multiple of 8; default: the model's size."
-    )
+    guidance_scale: float = Field(default=7.5, ge=0, le=MAX_GUIDANCE_SCALE)
+    width: ImageSide | None = None
+    height: ImageSide | None = None
     scheduler: Scheduler = Scheduler.PNDM
-
-    @field_validator("width", "height")
-    @classmethod
-    def _multiple_of_8(cls, size: int | None) -> int | None:
-        if size is not None and size % 8:
-            raise ValueError(f"must be a multiple of 8, not {size}")
-        return size
 
 
 def _as_list(value: object) -> object:
@@ -147,8 +202,23 @@ def _as_list(value: object) -> object:
 
 
 class GenerateRequest(GenerationOptions):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "concept_ids": ["6f1c2a4e-0d3b-4c8e-9a51-2b7d9e0f4c13", "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"],
+                    "prompt": "<cat> and <dog> in Paris",
+                    "num_images": 2,
+                    "seed": 7,
+                }
+            ]
+        }
+    )
+
     concept_ids: Annotated[list[str], BeforeValidator(_as_list)] = Field(
-        min_length=1, max_length=16, description="A concept id, or a list of concept ids of one job (its concept set)."
+        min_length=1,
+        max_length=MAX_CONCEPTS,
+        description="A concept id, or a list of concept ids of one job (its concept set).",
     )
     prompt: str = Field(
         min_length=1, max_length=MAX_PROMPT_CHARS, description="Names concepts by placeholder: `<cat> and <dog>`."
@@ -195,11 +265,26 @@ class FieldProblem(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details, served as application/problem+json."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:attencraft:problem:invalid_concept_name",
+                    "title": "The request is not valid",
+                    "status": 422,
+                    "detail": "Concept name 'teddy bear' is not a plain word: use 1 to 32 letters, digits, '_' or '-'.",
+                    "code": "invalid_concept_name",
+                    "errors": [{"field": "concepts.1", "message": "not a plain word"}],
+                }
+            ]
+        }
+    )
+
     type: str
     title: str
     status: int
     detail: str
-    code: str
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_concept_name.")
     errors: list[FieldProblem] | None = None
 
 
