@@ -42,8 +42,8 @@ def _not_a_plain_word(what: str, raw: str, field: str, code: str) -> InputError:
 
 
 def concept_names(raw_names: Sequence[str]) -> list[str]:
-    """Lower-cased, stripped class names; between MIN_CONCEPTS and MAX_CONCEPTS, plain words, all different."""
-    names = [raw.strip().lower() for raw in raw_names]
+    """Lower-cased class names; between MIN_CONCEPTS and MAX_CONCEPTS, plain words, all different."""
+    names = [raw.lower() for raw in raw_names]
     if not MIN_CONCEPTS <= len(names) <= MAX_CONCEPTS:
         raise InputError(
             f"Give between {MIN_CONCEPTS} and {MAX_CONCEPTS} concepts (AttenCraft learns several concepts from one "
@@ -53,7 +53,7 @@ def concept_names(raw_names: Sequence[str]) -> list[str]:
         )
     for index, name in enumerate(names):
         field = f"concepts.{index}"
-        if not name:
+        if not name.strip():
             raise InputError(f"Concept {index + 1} has an empty name.", code="empty_concept_name", field=field)
         if not PLAIN_WORD.fullmatch(name):
             raise _not_a_plain_word("Concept name", raw_names[index], field, "invalid_concept_name")
@@ -69,7 +69,7 @@ def concept_names(raw_names: Sequence[str]) -> list[str]:
 
 def initializer_word(raw: str, field: str) -> str | None:
     """A word whose embedding starts a concept's token; empty means the class name itself."""
-    word = raw.strip().lower()
+    word = raw.lower()
     if word and not PLAIN_WORD.fullmatch(word):
         raise _not_a_plain_word("Initializer", raw, field, "invalid_initializer")
     return word or None

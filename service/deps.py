@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import ApiKeyCache, TenantRef
+from service.auth import TenantRef, look_up_tenant
 from service.errors import Unauthorized
 from service.presenters import UrlSigner
 from service.prompts import PromptLengthChecker
@@ -53,15 +53,13 @@ bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authoriza
 
 
 async def get_current_tenant(
-    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> TenantRef:
     if credentials is None:
         raise Unauthorized("Send an API key in the header `Authorization: Bearer <key>`.", code="missing_api_key")
-    api_keys: ApiKeyCache = request.app.state.api_keys
-    key = credentials.credentials
-    tenant = api_keys.cached_tenant(key) or await run_in_threadpool(api_keys.look_up_tenant, session, key)
+    # Looked up on every request, never cached: a revoked key stops working at once in every API process.
+    tenant = await run_in_threadpool(look_up_tenant, session, credentials.credentials)
     if tenant is None:
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
     return tenant

@@ -16,8 +16,8 @@ class JobQueue(Protocol):
         """Hand a committed, queued generation to the inference workers."""
         ...
 
-    def is_ready(self) -> bool:
-        """Whether submitted jobs will be picked up (for /readyz)."""
+    def checks(self) -> dict[str, str]:
+        """For /readyz: "ok", or why submitted work would not be picked up, per part (queue, model, ...)."""
         ...
 
 
@@ -34,5 +34,5 @@ class RecordingJobQueue:
     def submit_generation(self, generation_id: str) -> None:
         self.submitted_generations.append(generation_id)
 
-    def is_ready(self) -> bool:
-        return True
+    def checks(self) -> dict[str, str]:
+        return {"queue": "ok"}

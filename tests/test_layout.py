@@ -75,7 +75,7 @@ def test_the_service_app_does_not_load_torch():
 
 
 def loaded_modules_after(statement: str, candidates: set[str]) -> list[str]:
-    code = f"import sys; {statement}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {sorted(candidates)!r}))"
+    code = f"import sys; {statement}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(candidates)!r}))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return ast.literal_eval(result.stdout.strip())
 

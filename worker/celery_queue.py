@@ -35,11 +35,11 @@ class CeleryQueue:
         except OperationalError as error:
             raise QueueUnavailable(f"the broker did not take {task} for {row_id}") from error
 
-    def is_ready(self) -> bool:
+    def checks(self) -> dict[str, str]:
         """Whether the broker answers; the workers themselves are not asked (they may all be busy)."""
         try:
             with self._app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT_S)
-        except OperationalError:
-            return False
-        return True
+        except OperationalError as error:
+            return {"queue": f"unavailable: the broker does not answer ({error})"}
+        return {"queue": "ok"}

@@ -1,6 +1,5 @@
 """The embedded mode's queue: one background thread in the API process runs jobs and generations one at a time."""
 
-import functools
 import logging
 import queue
 import threading
@@ -8,6 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from attencraft_core.errors import AttenCraftError
 from attencraft_core.models import BaseModel, load_base_model
 from service import generation_repository, repository
 from service.settings import Settings
@@ -23,7 +23,8 @@ _STOP = None
 class InProcessWorker:
     """A JobQueue whose consumer is a daemon thread of this process (one task at a time: one accelerator)."""
 
-    def __init__(self, runner: JobRunner, generations: GenerationRunner) -> None:
+    def __init__(self, runner: JobRunner, generations: GenerationRunner, model: "WarmModel") -> None:
+        self.model = model
         self._handlers: dict[str, Callable[[str], None]] = {"job": runner.run, "generation": generations.run}
         self._tasks: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._consume, name="attencraft-worker", daemon=True)
@@ -37,8 +38,10 @@ class InProcessWorker:
     def submit_generation(self, generation_id: str) -> None:
         self._tasks.put(("generation", generation_id))
 
-    def is_ready(self) -> bool:
-        return self._thread.is_alive()
+    def checks(self) -> dict[str, str]:
+        return {"queue": "ok" if self._thread.is_alive() else "unavailable: the worker thread stopped"} | {
+            "model": self.model.state()
+        }
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Finish the running task (cancel a job first for a quick stop), then end the thread."""
@@ -54,10 +57,59 @@ class InProcessWorker:
                 logger.exception("the worker could not finish handling %s %s", kind, object_id)
 
 
-def model_loader(settings: Settings) -> Callable[[], BaseModel]:
-    """Load the base model on first use and keep it warm; a failed load is retried by the next job."""
-    device = None if settings.device == "auto" else settings.device
-    return functools.cache(lambda: load_base_model(settings.base_model, device=device))
+class WarmModel:
+    """The settings' base model, loaded once per process and kept warm.
+
+    ``start()`` loads it in the background (the embedded server starts at once and reports "loading" on /readyz);
+    calling the object waits for the load. A failed load stays failed, with the reason, until the process restarts:
+    every job then fails with that sentence instead of a vague one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.spec = settings.base_model
+        self.device = settings.device
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._model: BaseModel | None = None
+        self._error: AttenCraftError | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._load, name="attencraft-model-load", daemon=True)
+                self._thread.start()
+
+    def __call__(self) -> BaseModel:
+        self.start()
+        self._loaded.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._model is not None
+        return self._model
+
+    def wait(self, timeout_s: float | None = None) -> str:
+        """Wait for the load to end (or the timeout); the state then."""
+        self.start()
+        self._loaded.wait(timeout_s)
+        return self.state()
+
+    def state(self) -> str:
+        """'ok', 'loading ...' or 'failed: <why>': the readiness of the model."""
+        if not self._loaded.is_set():
+            return f"loading {self.spec} on {self.device}"
+        return "ok" if self._error is None else f"failed: {self._error}"
+
+    def _load(self) -> None:
+        try:
+            self._model = load_base_model(self.spec, device=self.device)
+        except AttenCraftError as error:
+            self._error = error
+        except Exception as error:  # a CUDA or I/O fault: reported on /readyz and by every job, never lost
+            logger.exception("the base model %s could not be loaded", self.spec)
+            self._error = AttenCraftError(f"the base model {self.spec!r} could not be loaded on {self.device}: {error}")
+        finally:
+            self._loaded.set()
 
 
 def start_embedded_worker(settings: Settings, sessions: sessionmaker[Session], store: ObjectStore) -> InProcessWorker:
@@ -70,10 +122,11 @@ def start_embedded_worker(settings: Settings, sessions: sessionmaker[Session], s
         session.commit()
     if interrupted:
         logger.warning("marked %d interrupted job(s) and generation(s) as failed", len(interrupted))
-    load_model = model_loader(settings)  # one warm model for training and generation
+    model = WarmModel(settings)  # one warm model for training and generation, loading from now on
+    model.start()
     concept_sets = ConceptSetCache(store, settings.concept_cache_bytes)
     worker = InProcessWorker(
-        JobRunner(sessions, store, load_model), GenerationRunner(sessions, store, load_model, concept_sets)
+        JobRunner(sessions, store, model), GenerationRunner(sessions, store, model, concept_sets), model
     )
     worker.start()
     for job_id in pending:

@@ -10,7 +10,7 @@ from attencraft_core.models import BaseModel
 from service.db import create_db_engine, create_session_factory
 from service.settings import Settings, get_settings
 from service.storage import ObjectStore, create_store
-from worker.inprocess import model_loader
+from worker.inprocess import WarmModel
 
 
 @dataclass(frozen=True)
@@ -29,5 +29,5 @@ def worker_runtime() -> WorkerRuntime:
         settings=settings,
         sessions=create_session_factory(create_db_engine(settings.database_url)),
         store=create_store(settings),
-        load_model=model_loader(settings),
+        load_model=WarmModel(settings),
     )

@@ -7,6 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from attencraft_contract.models import Health, Readiness
 from service.deps import QueueDep, SessionDep, StoreDep
 from service.errors import ServiceUnavailable
+from service.routes.problems import problem_responses
 from service.storage import StorageError
 
 router = APIRouter(tags=["health"])
@@ -17,7 +18,11 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", summary="The database, storage and queue answer", responses={503: {"description": "Not ready"}})
+@router.get(
+    "/readyz",
+    summary="The database, storage, queue and (embedded mode) base model are ready",
+    responses=problem_responses(503, s503="Not ready; the problem's `errors` say which part and why."),
+)
 def readyz(session: SessionDep, store: StoreDep, queue: QueueDep) -> Readiness:
     checks: dict[str, str] = {}
     try:
@@ -30,8 +35,11 @@ def readyz(session: SessionDep, store: StoreDep, queue: QueueDep) -> Readiness:
         checks["storage"] = "ok"
     except StorageError as exc:
         checks["storage"] = f"unavailable: {exc}"
-    checks["queue"] = "ok" if queue.is_ready() else "unavailable"
+    checks.update(queue.checks())
     failing = sorted(name for name, state in checks.items() if state != "ok")
     if failing:
-        raise ServiceUnavailable("Not ready: " + "; ".join(f"{name} {checks[name]}" for name in failing))
+        raise ServiceUnavailable(
+            "Not ready: " + "; ".join(f"{name} {checks[name]}" for name in failing),
+            errors=[{"field": name, "message": checks[name]} for name in failing],
+        )
     return Readiness(status="ready", checks=checks)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from attencraft_contract import rules
 from attencraft_contract.images import check_image, check_masks, mask_as_png
+from attencraft_contract.limits import MAX_CONCEPTS, MAX_WEBHOOK_URL_CHARS, MIN_CONCEPTS
 from attencraft_contract.models import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage
 from service.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
@@ -18,6 +19,24 @@ from service.storage.layout import checkpoints_prefix, job_prefix
 from service.uploads import check_webhook_target
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+# What the contract's rules enforce, stated in the OpenAPI document (the rules, not FastAPI, check them, so the API
+# and the CLI say the same sentence for the same mistake).
+CONCEPTS_SCHEMA = {
+    "minItems": MIN_CONCEPTS,
+    "maxItems": MAX_CONCEPTS,
+    "items": {"type": "string", "pattern": rules.PLAIN_WORD_PATTERN},
+    "examples": [["cat", "dog"]],
+}
+INITIALIZERS_SCHEMA = {
+    "maxItems": MAX_CONCEPTS,
+    "items": {"type": "string", "pattern": f"^({rules.PLAIN_WORD.pattern})?$"},
+}
+OPTIONS_SCHEMA = {
+    "contentMediaType": "application/json",
+    "contentSchema": {"$ref": "#/components/schemas/JobOptions"},
+    "examples": ['{"steps": 300, "seed": 0, "fit": "crop"}'],
+}
 
 
 @router.post(
@@ -34,15 +53,44 @@ def create_job(
     settings: SettingsDep,
     signer: UrlSignerDep,
     image: Annotated[UploadFile, File(description="One photo (PNG, JPEG or WebP) showing every concept.")],
-    concepts: Annotated[list[str], Form(description="Concept class names, one field each, e.g. cat and dog.")],
+    concepts: Annotated[
+        list[str],
+        Form(
+            description="Concept class names, one field each, e.g. cat and dog; compared case-insensitively.",
+            json_schema_extra=CONCEPTS_SCHEMA,
+        ),
+    ],
     initializers: Annotated[
-        list[str] | None, Form(description="Optional: one initializer word per concept (empty keeps the name).")
+        list[str] | None,
+        Form(
+            description="Optional: one initializer word per concept (empty keeps the name).",
+            json_schema_extra=INITIALIZERS_SCHEMA,
+        ),
     ] = None,
     masks: Annotated[
-        list[UploadFile] | None, File(description="Optional: one mask per concept, same size as the image.")
+        list[UploadFile] | None,
+        File(
+            description="Optional: one grayscale mask per concept (white: the concept), the photo's size.",
+            json_schema_extra={"maxItems": MAX_CONCEPTS},
+        ),
     ] = None,
-    options: Annotated[str | None, Form(description='Optional JSON object, e.g. {"steps": 300, "seed": 0}.')] = None,
-    webhook_url: Annotated[str | None, Form(description="Optional http(s) URL told when the job ends.")] = None,
+    options: Annotated[
+        str | None,
+        Form(
+            description='Optional JSON object of JobOptions, e.g. {"steps": 300, "seed": 0, "fit": "pad"}.',
+            json_schema_extra=OPTIONS_SCHEMA,
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        Form(
+            description="Optional http(s) URL told when the job ends.",
+            json_schema_extra={
+                "maxLength": MAX_WEBHOOK_URL_CHARS,
+                "examples": ["https://example.com/hooks/attencraft"],
+            },
+        ),
+    ] = None,
 ) -> JobOut:
     names = rules.concept_names(concepts)
     initializer_words = rules.initializer_words(initializers or [], concept_count=len(names))

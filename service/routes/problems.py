@@ -1,13 +1,11 @@
-"""OpenAPI descriptions of the problem+json error responses routes may return."""
+"""OpenAPI descriptions of the error responses routes may return (the problem+json schema is added by
+service.openapi to every error response)."""
 
 from typing import Any
 
-from attencraft_contract.models import Problem
-from service.errors import PROBLEM_CONTENT_TYPE
-
 _DESCRIPTIONS = {
     400: "The body could not be parsed (malformed multipart or JSON).",
-    401: "Missing or invalid API key.",
+    401: "Missing, invalid or revoked API key.",
     404: "No such object for this tenant.",
     409: "The object's state does not allow this.",
     413: "An uploaded file is larger than allowed.",
@@ -17,8 +15,6 @@ _DESCRIPTIONS = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {"model": Problem, "description": _DESCRIPTIONS[status], "content": {PROBLEM_CONTENT_TYPE: {}}}
-        for status in statuses
-    }
+def problem_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """``descriptions`` overrides the default text per status, e.g. ``problem_responses(503, s503="Not ready")``."""
+    return {status: {"description": descriptions.get(f"s{status}", _DESCRIPTIONS[status])} for status in statuses}

@@ -37,7 +37,8 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The embedded service with one job trained on it, shared by this module's tests."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("embedded"), base_model="tiny", device="cpu")
-    with embedded_service(settings) as (app, _store, key, _generated), TestClient(app) as client:
+    with embedded_service(settings) as embedded, TestClient(embedded.app) as client:
+        key = embedded.new_key()
         client.headers["Authorization"] = f"Bearer {key}"
         photo = io.BytesIO()
         two_object_photo().save(photo, format="PNG")

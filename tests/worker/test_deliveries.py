@@ -122,8 +122,8 @@ def test_the_embedded_service_delivers_webhooks_from_its_own_threads(tmp_path: P
     two_object_photo().save(buffer, format="PNG")
     with (
         webhook_receiver() as receiver,
-        embedded_service(settings) as (app, _store, key, _generated),
-        TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client,
+        embedded_service(settings) as service,
+        TestClient(service.app, headers={"Authorization": f"Bearer {service.new_key()}"}) as client,
     ):
         job = client.post(
             "/jobs",

@@ -1,0 +1,34 @@
+"""Which base model and device a user asked for, checked without torch (so a typo fails before a long import)."""
+
+import re
+from pathlib import Path
+
+from attencraft_core.errors import ModelLoadError
+
+TINY = "tiny"
+SD21_RANDOM = "sd21-random"
+TOY = "toy"  # a diffusers folder shipped in the package
+BUILT_IN_MODELS = (TINY, SD21_RANDOM, TOY)
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_model_spec(spec: str) -> None:
+    """A built-in name, an existing diffusers folder, or something shaped like a hub id (owner/name)."""
+    if spec in BUILT_IN_MODELS:
+        return
+    folder = Path(spec).expanduser()
+    if folder.exists():
+        if not (folder / "model_index.json").is_file():
+            raise ModelLoadError(f"{spec} is not a diffusers pipeline folder: it has no model_index.json.")
+        return
+    if not HUB_ID.fullmatch(spec):
+        raise ModelLoadError(
+            f"Base model {spec!r} is neither a built-in model ({', '.join(BUILT_IN_MODELS)}), an existing diffusers "
+            "folder, nor a hub id (owner/name)."
+        )
+
+
+def check_device_name(device: str | None) -> None:
+    if device is not None and not DEVICE.fullmatch(device):
+        raise ModelLoadError(f"Device {device!r} is not one of auto, cpu, cuda, cuda:N or mps.")
