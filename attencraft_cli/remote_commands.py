@@ -68,15 +68,18 @@ def add_remote_commands(subparsers: Any) -> None:
 
 
 def connect(arguments: argparse.Namespace) -> Any:
-    from attencraft_client import Client
-
+    """A client for --server with --key, both checked before httpx is imported."""
     server = arguments.server or os.environ.get("ATTENCRAFT_SERVER") or DEFAULT_SERVER
+    if not server.startswith(("http://", "https://")):
+        raise CommandError(f"--server {server} is not an http(s) URL such as {DEFAULT_SERVER}.")
     key = arguments.key or os.environ.get("ATTENCRAFT_API_KEY")
     if not key:
         raise CommandError(
             "Give an API key with --key or ATTENCRAFT_API_KEY: `attencraft serve` prints one at its first start, "
             "`attencraft keys create --tenant NAME` makes more."
         )
+    from attencraft_client import Client
+
     return Client(server, key)
 
 

@@ -216,16 +216,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def check_base_model(settings: Settings) -> None:
-    """The base model setting and the device, before the (possibly long) load starts in the background."""
+def check_base_model_setting(settings: Settings) -> None:
+    """In embedded mode, the base model and device settings' spelling, before anything is imported or started."""
     from attencraft_core.model_spec import check_device_name, check_model_spec
 
-    check_model_spec(settings.base_model)
-    check_device_name(settings.device)
-
-    from attencraft_core.models import resolve_device
-
-    resolve_device(settings.device)
+    if settings.queue == "inprocess":
+        check_model_spec(settings.base_model)
+        check_device_name(settings.device)
 
 
 def announce_default_key(sessions: sessionmaker[Session], settings: Settings) -> str:
@@ -312,12 +309,18 @@ class EmbeddedService:
 
 @contextmanager
 def embedded_service(settings: Settings) -> Iterator[EmbeddedService]:
-    """Check the store (and, in embedded mode, the base model setting), migrate, start the queue, build the app."""
+    """Check the store (and, in embedded mode, that the device exists), migrate, start the queue, build the app.
+
+    The base model then loads in the background; /readyz says "loading" until it is ready, or why it failed.
+    """
     from service.app import create_app
 
+    check_base_model_setting(settings)
     store = open_store(settings)
     if settings.queue == "inprocess":
-        check_base_model(settings)
+        from attencraft_core.models import resolve_device
+
+        resolve_device(settings.device)
     with migrated_database(settings) as sessions:
         engine: Engine = sessions.kw["bind"]
         with job_queue(settings, sessions, store) as queue:
@@ -346,6 +349,7 @@ def report_model_load(queue: JobQueue | InProcessWorker) -> None:
 
 def run_serve(arguments: argparse.Namespace) -> int:
     settings = load_settings(data_dir=arguments.data_dir, base_model=arguments.model, device=arguments.device)
+    check_base_model_setting(settings)
     sock = listening_socket(arguments.host, arguments.port)
     import uvicorn
 
@@ -381,12 +385,16 @@ def demo_socket(port: int) -> socket.socket:
 
 
 def run_demo(arguments: argparse.Namespace) -> int:
-    from attencraft_client import Client
-    from attencraft_contract.models import JobStatus
+    from attencraft_contract import rules
+    from attencraft_contract.models import JobOptions, JobStatus
 
+    options = rules.validated_options(JobOptions, {"steps": arguments.steps})
     settings = load_settings(base_model=arguments.model)
+    check_base_model_setting(settings)
     sock = demo_socket(arguments.port)
     import uvicorn
+
+    from attencraft_client import Client
 
     with sock, embedded_service(settings) as service:
         server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning"))
@@ -402,7 +410,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
             origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
             print(f"Embedded AttenCraft API on {origin} (docs: {origin}/docs), base model {arguments.model!r}")
             with Client(origin, key) as client:
-                job = client.create_job(("demo.png", demo_photo()), ["ball", "box"], steps=arguments.steps, seed=0)
+                job = client.create_job(("demo.png", demo_photo()), ["ball", "box"], **options.model_dump())
                 print(f"Submitted job {job.id}: learn <ball> and <box> from a generated photo")
                 job.wait(progress=True)
                 artifacts = client.artifacts(job.id)

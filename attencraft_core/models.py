@@ -163,7 +163,7 @@ def _load_pipeline(spec: str, revision: str | None) -> StableDiffusionPipeline:
             requires_safety_checker=False,
             local_files_only=local.is_dir(),
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # a broken folder or config
         raise ModelLoadError(
             f"Could not load the base model {spec!r}: give a built-in name ({', '.join(BUILTIN_NAMES)}), a local "
             f"diffusers folder, or a hub id this machine can download ({error})."

