@@ -317,11 +317,11 @@ def embedded_service(settings: Settings) -> Iterator[EmbeddedService]:
 
     check_base_model_setting(settings)
     store = open_store(settings)
-    if settings.queue == "inprocess":
-        from attencraft_core.models import resolve_device
-
-        resolve_device(settings.device)
     with migrated_database(settings) as sessions:
+        if settings.queue == "inprocess":
+            from attencraft_core.models import resolve_device
+
+            resolve_device(settings.device)
         engine: Engine = sessions.kw["bind"]
         with job_queue(settings, sessions, store) as queue:
             yield EmbeddedService(create_app(settings, queue=queue, store=store, engine=engine), store, queue, sessions)

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from attencraft_cli.main import main
 from attencraft_contract.limits import MAX_CONCEPTS
 from tests.service.job_requests import assert_problem, half_mask_bytes, image_bytes, post_job
 
@@ -115,6 +116,15 @@ def test_mask_size_mismatch(client: TestClient) -> None:
     assert_problem(post_job(client, masks=masks), 422, "Mask 2 is 32x32", "64x48")
 
 
+def test_colour_and_empty_masks_are_refused(client: TestClient) -> None:
+    colour = [half_mask_bytes((64, 48), left=True), image_bytes("PNG", (64, 48))]
+    assert assert_problem(post_job(client, masks=colour), 422, "Mask 2 is a colour (RGB) image")["code"] == (
+        "mask_not_grayscale"
+    )
+    empty = [half_mask_bytes((64, 48), left=True), mask_png("L", value=0)]
+    assert assert_problem(post_job(client, masks=empty), 422, "Mask 2 is all black")["code"] == "empty_mask"
+
+
 def test_mask_not_an_image(client: TestClient) -> None:
     masks = [half_mask_bytes((64, 48), left=True), b"not a mask"]
     assert_problem(post_job(client, masks=masks), 415, "masks.1", "not an image")
@@ -212,3 +222,46 @@ def test_oversized_chunked_body_without_length(client: TestClient) -> None:
 
 def test_unknown_list_parameter(client: TestClient) -> None:
     assert_problem(client.get("/jobs", params={"stauts": "queued"}), 422, "stauts")
+
+
+def mask_png(mode: str, size: tuple[int, int] = (64, 48), value: int = 255) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, value if mode == "L" else (value,) * 3).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+SAME_MISTAKES = {
+    "one concept": ({"concepts": ["cat"]}, ["--concept", "cat"]),
+    "placeholder as a name": ({"concepts": ["<bear>", "dog"]}, ["--concept", "<bear>", "--concept", "dog"]),
+    "two words": ({"concepts": ["teddy bear", "dog"]}, ["--concept", "teddy bear", "--concept", "dog"]),
+    "duplicates": ({"concepts": ["Cat", "cat"]}, ["--concept", "Cat", "--concept", "cat"]),
+    "zero steps": ({"options": {"steps": 0}}, ["--steps", "0"]),
+    "colour mask": ({"masks": [mask_png("RGB"), mask_png("L")]}, ["--mask", "{RGB}", "--mask", "{L}"]),
+    "mask size": ({"masks": [mask_png("L"), mask_png("L", (32, 32))]}, ["--mask", "{L}", "--mask", "{small}"]),
+    "empty mask": ({"masks": [mask_png("L"), mask_png("L", value=0)]}, ["--mask", "{L}", "--mask", "{black}"]),
+}
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("mistake", SAME_MISTAKES)
+def test_the_cli_says_what_the_api_says(
+    client: TestClient, mistake: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request, flags = SAME_MISTAKES[mistake]
+    files = {
+        "RGB": mask_png("RGB"),
+        "L": mask_png("L"),
+        "small": mask_png("L", (32, 32)),
+        "black": mask_png("L", value=0),
+    }
+    for name, content in {**files, "photo": image_bytes()}.items():
+        (tmp_path / f"{name}.png").write_bytes(content)
+    places = {name: str(tmp_path / f"{name}.png") for name in files}
+    concepts = [] if "--concept" in flags else ["--concept", "cat", "--concept", "dog"]
+    arguments = [flag.format(**places) for flag in flags]
+
+    problem = post_job(client, **request).json()
+    status = main(["train", str(tmp_path / "photo.png"), *concepts, *arguments, "--out", str(tmp_path / "out")])
+
+    assert status == 2
+    assert capsys.readouterr().err == f"error: {problem['detail']}\n"

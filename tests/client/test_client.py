@@ -1,0 +1,156 @@
+"""The Python client against the embedded server over HTTP: submit, wait with progress, generate, download, and
+the API's problems raised as typed exceptions; the same with the async client."""
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from PIL import Image
+
+from attencraft_cli.main import main
+from attencraft_cli.sample_photo import two_object_photo
+from attencraft_cli.service_commands import embedded_service
+from attencraft_client import ApiError, AsyncClient, Client
+from attencraft_contract.errors import InputError
+from attencraft_contract.models import ImageFit, JobStatus
+from service.settings import Settings
+
+TRAIN_STEPS = 2
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    key: str
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("client"), base_model="tiny", device="cpu")
+    with socket.socket() as sock, embedded_service(settings) as service:
+        sock.bind(("127.0.0.1", 0))
+        http = uvicorn.Server(uvicorn.Config(service.app, log_level="warning"))
+        thread = threading.Thread(target=http.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not http.started:
+            time.sleep(0.05)
+        try:
+            yield Server(f"http://127.0.0.1:{sock.getsockname()[1]}", service.new_key())
+        finally:
+            http.should_exit = True
+            thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("photo") / "wide.png"
+    two_object_photo(128).resize((192, 128)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(server: Server, photo: Path) -> tuple[str, str]:
+    """A job submitted and followed to the end with `attencraft jobs submit --wait` (Client.wait with a progress
+    bar); its id and what the command wrote to stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(
+            ["jobs", "submit", str(photo), "--concept", "ball", "--concept", "box", "--steps", str(TRAIN_STEPS),
+             "--fit", "pad", "--wait", "--server", server.url, "--key", server.key]
+        )  # fmt: skip
+    assert status == 0, err.getvalue()
+    return out.getvalue().strip(), err.getvalue()
+
+
+def test_waiting_draws_a_progress_bar_to_the_end(trained: tuple[str, str]) -> None:
+    _job_id, stderr = trained
+    assert f"succeeded  [{'#' * 30}] {TRAIN_STEPS}/{TRAIN_STEPS}" in stderr
+    assert stderr.rstrip().endswith("succeeded")
+
+
+def test_the_job_records_how_the_photo_was_made_square(server: Server, trained: tuple[str, str]) -> None:
+    with Client(server.url, server.key) as client:
+        job = client.get_job(trained[0])
+    assert (job.status, job.data.progress.step, job.data.options.fit) == (
+        JobStatus.SUCCEEDED,
+        TRAIN_STEPS,
+        ImageFit.PAD,
+    )
+
+
+def test_generate_and_download(server: Server, trained: tuple[str, str], tmp_path: Path) -> None:
+    job_id = trained[0]
+    with Client(server.url, server.key) as client:
+        generation = client.generate(job_id, "<ball> next to a <box>", num_images=2, steps=1, width=64, height=64)
+        paths = generation.save(tmp_path / "scene.png")
+        artifacts = client.download(job_id, tmp_path / "artifacts")
+        export = client.download(job_id, tmp_path / "export", export="diffusers")
+        weights = next(item for item in client.artifacts(job_id).items if item.name == "weights")
+
+    assert [path.name for path in paths] == ["scene-0.png", "scene-1.png"]
+    assert all(Image.open(path).size == (64, 64) for path in paths)
+    assert {"weights.safetensors", "metadata.json"} <= {path.name for path in artifacts}
+    assert "pytorch_custom_diffusion_weights.safetensors" in {path.name for path in export}
+    assert hashlib.sha256((tmp_path / "artifacts" / "weights.safetensors").read_bytes()).hexdigest() == weights.sha256
+
+
+def test_problems_are_typed_exceptions(server: Server, photo: Path) -> None:
+    with Client(server.url, server.key) as client:
+        with pytest.raises(ApiError) as missing:
+            client.get_job("00000000-0000-4000-8000-000000000000")
+        with pytest.raises(ApiError) as refused:
+            client.create_job(photo, ["cat", "teddy bear"])
+        with pytest.raises(InputError) as local:
+            client.create_job(photo, ["cat", "dog"], steps=0)  # options are checked before sending
+    assert (missing.value.status, missing.value.code) == (404, "job_not_found")
+    assert (refused.value.status, refused.value.code) == (422, "invalid_concept_name")
+    assert "not a plain word" in str(refused.value) and refused.value.errors[0].field == "concepts.1"
+    assert local.value.code == "invalid_options"
+    with Client(server.url, "ak_wrong") as stranger, pytest.raises(ApiError) as unauthorized:
+        stranger.list_jobs()
+    assert (unauthorized.value.status, unauthorized.value.code) == (401, "invalid_api_key")
+
+
+def test_the_remote_commands(server: Server, trained: tuple[str, str], tmp_path: Path, capsys) -> None:
+    job_id, remote = trained[0], ["--server", server.url, "--key", server.key]
+    assert main(["jobs", "get", job_id, *remote]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
+    assert main(["jobs", "list", "--status", "succeeded", *remote]) == 0
+    assert job_id in capsys.readouterr().out
+    assert main(["jobs", "wait", job_id, *remote]) == 0
+    capsys.readouterr()
+    assert main(["jobs", "cancel", job_id, *remote]) == 2  # it has already finished: a 409, said in one line
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: Job {job_id} has already finished (succeeded); it cannot be canceled."
+    )
+    out = tmp_path / "beach.png"
+    generate = ["generate", "--job", job_id, "--prompt", "<ball> on the beach", "--steps", "1", "--width", "64"]
+    assert main([*generate, "--height", "64", "--out", str(out), *remote]) == 0
+    assert Image.open(out).size == (64, 64)
+
+
+def test_the_async_client(server: Server, photo: Path, trained: tuple[str, str]) -> None:
+    async def flow() -> None:
+        async with AsyncClient(server.url, server.key) as client:
+            running = await client.create_job(io.BytesIO(photo.read_bytes()), ["ball", "box"], steps=TRAIN_STEPS)
+            waiting = await client.create_job(photo, ["ball", "box"], steps=2000)  # queued behind the first
+            assert (await waiting.cancel()).status == JobStatus.CANCELED
+            assert (await running.wait(timeout_s=300)).status == JobStatus.SUCCEEDED
+            generation = await client.generate(trained[0], "a <ball>", steps=1, width=64, height=64)
+            assert generation.images[0].startswith(b"\x89PNG")
+            with pytest.raises(ApiError) as missing:
+                await client.cancel("00000000-0000-4000-8000-000000000000")
+            assert missing.value.code == "job_not_found"
+
+    asyncio.run(flow())
