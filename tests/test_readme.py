@@ -1,4 +1,5 @@
-"""README's two commands are what CI runs; they must stay two, and stay runnable."""
+"""README's two commands are what CI runs; they must stay two, and stay runnable. README documents every setting
+and says where the $KEY and $JOB of its examples come from."""
 
 import re
 from pathlib import Path
@@ -22,3 +23,20 @@ def test_ci_runs_exactly_the_readme_commands_last():
     install_and_run, run_tests = two_commands()
     ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
     assert ci_lines[-2:] == [f"{install_and_run} || exit 1", run_tests]
+
+
+def test_readme_documents_every_setting_with_its_values():
+    from service.settings import Settings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(ATTENCRAFT_[A-Z0-9_]+)` \| ([^|]+) \| ([^|]+) \|$", readme, re.M)
+    assert sorted(f"ATTENCRAFT_{name.upper()}" for name in Settings.model_fields) == sorted(row[0] for row in rows)
+    assert all(default.strip() and values.strip() for _name, default, values in rows)
+    assert "`true` or `false`" in readme.split("`ATTENCRAFT_WEBHOOK_ALLOW_LOOPBACK`")[1].splitlines()[0]
+
+
+def test_readme_says_where_key_and_job_come_from():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first_key, first_job = readme.index("$KEY"), readme.index("$JOB")
+    assert "export KEY=ak_... " in readme[first_key - 80 : first_key]
+    assert "prints the new job's id, which is `" in " ".join(readme[first_job - 60 : first_job].split())

@@ -167,16 +167,21 @@ def test_cancel_mid_training_leaves_no_artifacts(server: Server) -> None:
 
 def test_demo_trains_a_generated_photo_and_says_where_the_results_are(tmp_path: Path) -> None:
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("ATTENCRAFT_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "attencraft_cli.main", "demo", "--steps", "4", "--port", str(_free_port())],
-        cwd=tmp_path,
-        env={**inherited, "ATTENCRAFT_DEVICE": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    with socket.socket() as taken:  # the demo's port is in use: it must move to a free one, not hang
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "attencraft_cli.main", "demo", "--steps", "4", "--port", str(port)],
+            cwd=tmp_path,
+            env={**inherited, "ATTENCRAFT_DEVICE": "cpu"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Port {port} is in use; the demo uses port" in result.stderr
     assert "Succeeded" in result.stdout
     assert "artifacts/weights.safetensors" in result.stdout and "masks/0.png" in result.stdout
     assert (tmp_path / "attencraft-data" / "attencraft.db").is_file()
