@@ -1,7 +1,6 @@
 """The asynchronous client: `AsyncClient(url, key)` and its `AsyncJob`s, the same calls as `Client`."""
 
 import asyncio
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -10,16 +9,9 @@ from typing import Any
 import httpx
 
 from attencraft_client import calls
-from attencraft_client.client import (
-    DEFAULT_TIMEOUT_S,
-    EVENT_READ_TIMEOUT_S,
-    EVENT_STREAM_RECONNECTS,
-    GENERATION_WAIT_S,
-    POLL_INTERVAL_S,
-    Generation,
-)
-from attencraft_client.errors import ApiError, ClientError, ServerUnreachable, TaskFailed
-from attencraft_client.events import NO_EVENT_STREAM, EventStreamParser, ProgressBar, apply_event
+from attencraft_client.client import DEFAULT_TIMEOUT_S, GENERATION_WAIT_S, POLL_INTERVAL_S, Generation
+from attencraft_client.errors import ApiError, ServerUnreachable, TaskFailed
+from attencraft_client.events import EVENT_STREAM_RECONNECTS, EVENT_STREAM_TIMEOUT, NO_EVENT_STREAM, JobFollower
 from attencraft_contract.models import ArtifactList, GenerationOut, GenerationStatus, JobOut, JobPage, JobStatus
 
 
@@ -46,32 +38,23 @@ class AsyncJob:
 
     async def wait(self, *, progress: bool = False, timeout_s: float | None = None) -> "AsyncJob":
         """As Job.wait: the event stream where the server offers one, polling otherwise."""
-        bar = ProgressBar() if progress else None
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        follower = JobFollower(self.data, progress=progress, timeout_s=timeout_s)
         try:
-            if not self.status.is_terminal and not await self._follow_events(bar, deadline):
-                await self._poll(bar, deadline)
-            await self.refresh()
-            if bar:
-                bar.show(self.data)
+            if not self.status.is_terminal and not await self._follow_events(follower):
+                while not (await self.refresh()).status.is_terminal:
+                    follower.show(self.data)
+                    await asyncio.sleep(POLL_INTERVAL_S)
+            follower.show((await self.refresh()).data)
         finally:
-            if bar:
-                bar.close()
+            follower.close()
         return self
 
-    def _check_deadline(self, deadline: float | None) -> None:
-        if deadline is not None and time.monotonic() > deadline:
-            raise ClientError(f"Job {self.id} is still {self.status} after the wait's timeout.")
-
-    async def _follow_events(self, bar: ProgressBar | None, deadline: float | None) -> bool:
-        last_id: str | None = None
+    async def _follow_events(self, follower: JobFollower) -> bool:
         for _ in range(EVENT_STREAM_RECONNECTS):
-            headers = {"Accept": "text/event-stream"} | ({"Last-Event-ID": last_id} if last_id else {})
-            timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=EVENT_READ_TIMEOUT_S)
-            parser = EventStreamParser()
+            headers = follower.stream_headers()
             try:
                 async with self.client.http.stream(
-                    "GET", f"/jobs/{self.id}/events", headers=headers, timeout=timeout
+                    "GET", follower.events_path, headers=headers, timeout=EVENT_STREAM_TIMEOUT
                 ) as response:
                     if response.status_code in NO_EVENT_STREAM:
                         return False
@@ -79,28 +62,14 @@ class AsyncJob:
                         await response.aread()
                         raise ApiError.from_response(response)
                     async for line in response.aiter_lines():
-                        event = parser.feed(line)
-                        if event is None:
-                            continue
-                        last_id = event.id or last_id
-                        self.data, ended = apply_event(self.data, event)
-                        if bar:
-                            bar.show(self.data)
-                        if ended:
+                        if follower.take_line(line):
                             return True
-                        self._check_deadline(deadline)
             except httpx.TransportError:
                 pass
             if (await self.refresh()).status.is_terminal:
                 return True
+            follower.show(self.data)
         return False
-
-    async def _poll(self, bar: ProgressBar | None, deadline: float | None) -> None:
-        while not (await self.refresh()).status.is_terminal:
-            if bar:
-                bar.show(self.data)
-            self._check_deadline(deadline)
-            await asyncio.sleep(POLL_INTERVAL_S)
 
 
 class AsyncClient:

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from attencraft_client import calls
-from attencraft_client.errors import ApiError, ClientError, ServerUnreachable, TaskFailed
-from attencraft_client.events import NO_EVENT_STREAM, EventStreamParser, ProgressBar, apply_event
+from attencraft_client.errors import ApiError, ServerUnreachable, TaskFailed
+from attencraft_client.events import EVENT_STREAM_RECONNECTS, EVENT_STREAM_TIMEOUT, NO_EVENT_STREAM, JobFollower
 from attencraft_contract.models import (
     ArtifactList,
     ExportFormat,
@@ -24,8 +24,6 @@ from attencraft_contract.models import (
 DEFAULT_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 1.0
 GENERATION_WAIT_S = 30  # per request; the client asks again until the images are there
-EVENT_STREAM_RECONNECTS = 5
-EVENT_READ_TIMEOUT_S = 60.0  # the server sends keep-alives well within this
 
 
 class Job:
@@ -57,60 +55,38 @@ class Job:
     def wait(self, *, progress: bool = False, timeout_s: float | None = None) -> "Job":
         """Until the job ends (succeeded, failed or canceled): from the server's event stream when it has one,
         else by polling. ``progress`` draws a bar on stderr. Returns the job in its final state."""
-        bar = ProgressBar() if progress else None
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        follower = JobFollower(self.data, progress=progress, timeout_s=timeout_s)
         try:
-            if not self.status.is_terminal and not self._follow_events(bar, deadline):
-                self._poll(bar, deadline)
-            self.refresh()
-            if bar:
-                bar.show(self.data)
+            if not self.status.is_terminal and not self._follow_events(follower):
+                while not self.refresh().status.is_terminal:
+                    follower.show(self.data)
+                    time.sleep(POLL_INTERVAL_S)
+            follower.show(self.refresh().data)
         finally:
-            if bar:
-                bar.close()
+            follower.close()
         return self
 
-    def _check_deadline(self, deadline: float | None) -> None:
-        if deadline is not None and time.monotonic() > deadline:
-            raise ClientError(f"Job {self.id} is still {self.status} after the wait's timeout.")
-
-    def _follow_events(self, bar: ProgressBar | None, deadline: float | None) -> bool:
+    def _follow_events(self, follower: JobFollower) -> bool:
         """True once the stream reported the end; False when the server offers no event stream."""
-        last_id: str | None = None
         for _ in range(EVENT_STREAM_RECONNECTS):
-            headers = {"Accept": "text/event-stream"} | ({"Last-Event-ID": last_id} if last_id else {})
-            timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=EVENT_READ_TIMEOUT_S)
-            parser = EventStreamParser()
+            headers = follower.stream_headers()
             try:
-                with self.client.http.stream("GET", f"/jobs/{self.id}/events", headers=headers, timeout=timeout) as r:
+                with self.client.http.stream(
+                    "GET", follower.events_path, headers=headers, timeout=EVENT_STREAM_TIMEOUT
+                ) as r:
                     if r.status_code in NO_EVENT_STREAM:
                         return False
                     if not r.is_success:
                         r.read()
                         raise ApiError.from_response(r)
-                    for line in r.iter_lines():
-                        event = parser.feed(line)
-                        if event is None:
-                            continue
-                        last_id = event.id or last_id
-                        self.data, ended = apply_event(self.data, event)
-                        if bar:
-                            bar.show(self.data)
-                        if ended:
-                            return True
-                        self._check_deadline(deadline)
+                    if any(follower.take_line(line) for line in r.iter_lines()):
+                        return True
             except httpx.TransportError:
                 pass  # a dropped stream: reconnect, resuming after the last event seen
             if self.refresh().status.is_terminal:
                 return True
+            follower.show(self.data)
         return False
-
-    def _poll(self, bar: ProgressBar | None, deadline: float | None) -> None:
-        while not self.refresh().status.is_terminal:
-            if bar:
-                bar.show(self.data)
-            self._check_deadline(deadline)
-            time.sleep(POLL_INTERVAL_S)
 
 
 class Generation:

@@ -2,12 +2,18 @@
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import httpx
+
+from attencraft_client.errors import ClientError
 from attencraft_contract.models import JobOut, JobStatus, Progress
 
 NO_EVENT_STREAM = frozenset({404, 405, 406, 501})  # a server without the endpoint: poll instead
+EVENT_STREAM_RECONNECTS = 5
+EVENT_STREAM_TIMEOUT = httpx.Timeout(30.0, read=60.0)  # the server sends keep-alives well within the read timeout
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,50 @@ def apply_event(job: JobOut, event: Event) -> tuple[JobOut, bool]:
     if "step" in event.data and "total" in event.data:
         update["progress"] = Progress(step=event.data["step"], total=event.data["total"])
     return job.model_copy(update=update), event.name == "end"
+
+
+class JobFollower:
+    """What waiting for a job does with each state and each event line, without I/O: the sync and the async job
+    drive it from their own loops."""
+
+    def __init__(self, job: JobOut, *, progress: bool, timeout_s: float | None) -> None:
+        self.job = job
+        self.bar = ProgressBar() if progress else None
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.last_event_id: str | None = None
+        self._parser = EventStreamParser()
+
+    @property
+    def events_path(self) -> str:
+        return f"/jobs/{self.job.id}/events"
+
+    def stream_headers(self) -> dict[str, str]:
+        """For a new connection: resume after the last event seen."""
+        self._parser = EventStreamParser()
+        last = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+        return {"Accept": "text/event-stream"} | last
+
+    def take_line(self, line: str) -> bool:
+        """One line of the stream; True once the `end` event came."""
+        event = self._parser.feed(line)
+        if event is None:
+            return False
+        self.last_event_id = event.id or self.last_event_id
+        job, ended = apply_event(self.job, event)
+        self.show(job)
+        return ended
+
+    def show(self, job: JobOut) -> None:
+        """A new state of the job: drawn, and checked against the deadline while it runs."""
+        self.job = job
+        if self.bar:
+            self.bar.show(job)
+        if not job.status.is_terminal and self.deadline is not None and time.monotonic() > self.deadline:
+            raise ClientError(f"Job {job.id} is still {job.status} after the wait's timeout.")
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
 
 
 class ProgressBar:
