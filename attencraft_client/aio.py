@@ -142,7 +142,7 @@ class AsyncClient:
         return paths
 
     async def _fetch(self, url: str) -> bytes:
-        response = await self._send(self.http.build_request("GET", url))
+        response = await self._send(calls.download_request(self.http, url))
         if not response.is_success:
             raise ApiError.from_response(response)
         return response.content

@@ -85,6 +85,15 @@ def generate_request(
     )
 
 
+def download_request(http: httpx.Client | httpx.AsyncClient, url: str) -> httpx.Request:
+    """GET a signed download URL; the API key goes only to the API's own origin (an S3 presigned URL carries its
+    own signature and refuses a second one)."""
+    request = http.build_request("GET", url)
+    if request.url.netloc != http.base_url.netloc or request.url.scheme != http.base_url.scheme:
+        request.headers.pop("Authorization", None)
+    return request
+
+
 def parsed(response: httpx.Response, model: type[Model]) -> Model:
     """The response body as ``model``, or the API's problem raised as an ApiError."""
     if not response.is_success:

@@ -197,7 +197,7 @@ class Client:
         folder = Path(folder)
         paths = []
         for artifact in self.artifacts(job, export=export).items:
-            response = self._send(self.http.build_request("GET", artifact.url))
+            response = self._send(calls.download_request(self.http, artifact.url))
             if not response.is_success:
                 raise ApiError.from_response(response)
             paths.append(calls.checked_download(artifact, response.content, folder))
@@ -230,7 +230,7 @@ class Client:
             raise TaskFailed(f"Generation {data.id}", error.code if error else "failed", error.message if error else "")
         images = []
         for image in data.images:
-            response = self._send(self.http.build_request("GET", image.url))
+            response = self._send(calls.download_request(self.http, image.url))
             if not response.is_success:
                 raise ApiError.from_response(response)
             images.append(response.content)

@@ -73,6 +73,18 @@ CASES = {
         env={"ATTENCRAFT_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/attencraft"},
         argument_error=False,
     ),
+    "serve: store not writable": Case(
+        ["serve", "--port", "0"],
+        "(ATTENCRAFT_STORAGE_URL) cannot be used",
+        env={"ATTENCRAFT_STORAGE_URL": "file://{photo}/store"},
+        argument_error=False,
+    ),
+    "serve: store of an unknown kind": Case(
+        ["serve", "--port", "0"],
+        "ATTENCRAFT_STORAGE_URL must start with file:// or s3://",
+        env={"ATTENCRAFT_STORAGE_URL": "ftp://example.com/store"},
+        argument_error=False,
+    ),
     "worker: unknown queue": Case(["worker"], "ATTENCRAFT_QUEUE", env={"ATTENCRAFT_QUEUE": "rabbit"}),
     "worker: concurrency not a number": Case(["worker", "--concurrency", "x"], "invalid int value"),
     "keys: no action": Case(["keys"], "the following arguments are required: ACTION"),

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from attencraft_client import Client
+from attencraft_client.calls import download_request
 from attencraft_client.events import EventStreamParser
 from attencraft_contract.models import JobOut, JobStatus
 
@@ -113,3 +114,9 @@ def test_without_an_event_stream_wait_polls(status: int, monkeypatch: pytest.Mon
     server = FakeServer([job_json("queued", 0), job_json("training", 2), job_json("succeeded", 4)], [status])
     job = client_of(server).get_job(JOB_ID).wait()
     assert job.status == JobStatus.SUCCEEDED and server.reads >= 3
+
+
+def test_the_api_key_goes_only_to_the_api() -> None:
+    http = httpx.Client(base_url="http://api.test", headers={"Authorization": "Bearer ak_secret"})
+    assert download_request(http, "http://api.test/files/x?signature=s").headers["Authorization"] == "Bearer ak_secret"
+    assert "Authorization" not in download_request(http, "https://bucket.s3.example/x?X-Amz-Signature=s").headers

@@ -5,6 +5,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from attencraft_contract.limits import MAX_CONCEPTS
 from attencraft_core.attention import AttentionGrids
 from attencraft_core.errors import ModelLoadError
 from attencraft_core.model_spec import check_model_spec
@@ -62,7 +63,7 @@ def test_a_folder_that_is_not_a_pipeline_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("spec", "says"),
-    [("nope", "neither a built-in model (tiny, sd21-random)"), ("./missing/folder", "neither a built-in model")],
+    [("nope", "neither a built-in model (tiny, sd21-random, toy)"), ("./missing/folder", "neither a built-in model")],
 )
 def test_a_model_that_cannot_exist_is_refused_before_loading(spec, says):
     with pytest.raises(ModelLoadError, match=re.escape(says)):
@@ -77,6 +78,10 @@ def test_cuda_on_a_machine_without_it_is_a_sentence_not_a_traceback():
     with pytest.raises(ModelLoadError, match=r"'gpu' is not one of auto, cpu, cuda, cuda:N or mps"):
         resolve_device("gpu")
     assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
+
+
+def test_the_model_has_a_token_for_each_concept_the_contract_allows(tiny):
+    assert len(tiny.slot_tokens) == MAX_CONCEPTS
 
 
 def test_class_names_tokenize_to_single_tokens_and_slots_do_not_collide(tiny):

@@ -108,3 +108,18 @@ def test_migrate_creates_the_schema(data_dir: Path, capsys: pytest.CaptureFixtur
     assert "up to date" in capsys.readouterr().out
     assert (data_dir / "attencraft.db").is_file()
     assert main(["migrate"]) == 0  # idempotent
+
+
+def test_migrate_creates_missing_data_and_database_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ATTENCRAFT_DATA_DIR", str(tmp_path / "not" / "yet"))
+    monkeypatch.setenv("ATTENCRAFT_DATABASE_URL", f"sqlite:///{tmp_path / 'nor' / 'this' / 'attencraft.db'}")
+    assert main(["migrate"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "not" / "yet").is_dir() and (tmp_path / "nor" / "this" / "attencraft.db").is_file()
+
+
+def test_a_postgres_url_is_read_as_postgresql() -> None:
+    engine = create_db_engine("postgres://user@127.0.0.1:5432/attencraft")
+    assert engine.url.drivername == "postgresql+psycopg"
+    engine.dispose()
