@@ -99,7 +99,7 @@ def add_service_commands(subparsers: Any) -> None:
         help="revoke a key by its id or shown prefix; every API process refuses it from the next request on",
         example="attencraft keys revoke ak_Xy12abc",
     )
-    revoke.add_argument("key", metavar="ID_OR_PREFIX", help="as `attencraft keys list` shows it")
+    revoke.add_argument("key", metavar="ID_OR_PREFIX", help="as `attencraft keys list` shows it, or the key itself")
     revoke.set_defaults(handler=run_keys_revoke)
 
     migrate = command(
@@ -300,10 +300,10 @@ class EmbeddedService:
         return key
 
     def revoke(self, key: str) -> None:
-        from service.auth import SHOWN_PREFIX_CHARS, revoke_api_key
+        from service.auth import revoke_api_key
 
         with self.sessions() as session:
-            revoke_api_key(session, key[:SHOWN_PREFIX_CHARS])
+            revoke_api_key(session, key)
             session.commit()
 
 

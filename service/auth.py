@@ -82,10 +82,14 @@ def list_api_keys(session: Session, tenant_name: str | None = None) -> list[KeyI
 
 
 def revoke_api_key(session: Session, key_id_or_prefix: str) -> KeyInfo:
-    """Revoke the key with this id, or the one key whose shown prefix this is; requests with it fail from now on."""
-    matches = list(
-        session.scalars(select(ApiKey).where((ApiKey.id == key_id_or_prefix) | (ApiKey.key_prefix == key_id_or_prefix)))
+    """Revoke the key with this id, the one key whose shown prefix this is, or the key itself; requests with it
+    fail from now on."""
+    selected = (
+        (ApiKey.id == key_id_or_prefix)
+        | (ApiKey.key_prefix == key_id_or_prefix)
+        | (ApiKey.key_hash == hash_api_key(key_id_or_prefix))
     )
+    matches = list(session.scalars(select(ApiKey).where(selected)))
     if len(matches) != 1:
         reason = "no key has" if not matches else f"{len(matches)} keys share"
         raise NotFound(f"{reason} the id or prefix {key_id_or_prefix!r}; see `attencraft keys list`.")
