@@ -101,9 +101,9 @@ def learned(tmp_path_factory) -> Path:
 
 
 BAD_TRAINING = {
-    "unreadable image": (["train", "{not_an_image}", "--concept", "cat", "--concept", "dog"], "not a readable"),
+    "unreadable image": (["train", "{not_an_image}", "--concept", "cat", "--concept", "dog"], "not an image"),
     "missing image": (["train", "{missing}", "--concept", "cat", "--concept", "dog"], "no file"),
-    "one concept": (["train", "{photo}", "--concept", "cat"], "at least two concepts"),
+    "one concept": (["train", "{photo}", "--concept", "cat"], "between 2 and 8 concepts"),
     "duplicate names": (["train", "{photo}", "--concept", "cat", "--concept", "Cat"], "must differ"),
     "bad initializer": (
         ["train", "{photo}", "--concept", "cat", "--concept", "dog", "--initializer", "cow"],
@@ -141,7 +141,7 @@ def test_a_placeholder_that_was_not_learned_is_refused(tmp_path, learned):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: The prompt names <cow>, which this concept set did not learn; known placeholders: <cat>, <dog>."
+        "error: The prompt names <cow>, which these concepts did not learn; known placeholders: <cat>, <dog>."
     )
     assert not (tmp_path / "x.png").exists()
 

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Job, JobStatus
 from service.repository import request_cancel
+from service.settings import Settings
 from service.storage import LocalDirectoryStore
 from tests.worker.conftest import TRAIN_STEPS
 from worker.inference import GenerationRunner
-from worker.inprocess import InProcessWorker
+from worker.inprocess import InProcessWorker, WarmModel
 from worker.jobs import JobRunner
 
 
@@ -109,7 +110,8 @@ def test_cancel_during_training_ends_canceled_without_outputs(
     queued_job: Callable[..., str],
 ) -> None:
     job_id = queued_job(steps=2000)
-    worker = InProcessWorker(runner, generation_runner)
+    model = WarmModel(Settings(base_model="tiny", device="cpu"))  # not loaded: the runners bring theirs
+    worker = InProcessWorker(runner, generation_runner, model)
     worker.start()
     worker.submit_job(job_id)
     while (job := _job(sessions, job_id)).status != JobStatus.TRAINING:
