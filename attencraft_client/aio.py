@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from attencraft_client import calls
-from attencraft_client.client import DEFAULT_TIMEOUT_S, GENERATION_WAIT_S, POLL_INTERVAL_S, Generation
+from attencraft_client.calls import DEFAULT_TIMEOUT_S
+from attencraft_client.client import GENERATION_WAIT_S, POLL_INTERVAL_S, Generation
 from attencraft_client.errors import ApiError, ServerUnreachable, TaskFailed
 from attencraft_client.events import EVENT_STREAM_RECONNECTS, EVENT_STREAM_TIMEOUT, NO_EVENT_STREAM, JobFollower
 from attencraft_contract.models import ArtifactList, GenerationOut, GenerationStatus, JobOut, JobPage, JobStatus

@@ -19,6 +19,7 @@ JobRef = Any  # a Job, a JobOut or a job id
 
 
 JSON_CONTENT = {"Content-Type": "application/json"}
+DEFAULT_TIMEOUT_S = 60.0
 
 
 def auth_headers(key: str | None) -> dict[str, str]:
@@ -81,7 +82,11 @@ def generate_request(
     body = validated_options(GenerateRequest, {"concept_ids": list(concept_ids), "prompt": prompt, **fields})
     headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
     return http.build_request(
-        "POST", "/generate", content=body.model_dump_json(exclude_none=True), headers=headers | JSON_CONTENT
+        "POST",
+        "/generate",
+        content=body.model_dump_json(exclude_none=True),
+        headers=headers | JSON_CONTENT,
+        timeout=DEFAULT_TIMEOUT_S + wait_s,  # the server holds the answer up to wait_s
     )
 
 

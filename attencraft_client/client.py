@@ -21,7 +21,6 @@ from attencraft_contract.models import (
     JobStatus,
 )
 
-DEFAULT_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 1.0
 GENERATION_WAIT_S = 30  # per request; the client asks again until the images are there
 
@@ -123,7 +122,7 @@ class Client:
         url: str,
         key: str | None = None,
         *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = calls.DEFAULT_TIMEOUT_S,
         http: httpx.Client | None = None,
     ) -> None:
         self.url = url.rstrip("/")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from PIL import Image
@@ -58,29 +59,36 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Trained:
+    job_id: str
+    stderr: str  # what Job.wait(progress=True) drew
+    requests: list[str]  # the paths the client asked for while submitting and waiting
+
+
 @pytest.fixture(scope="module")
-def trained(server: Server, photo: Path) -> tuple[str, str]:
-    """A job submitted and followed to the end with `attencraft jobs submit --wait` (Client.wait with a progress
-    bar); its id and what the command wrote to stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(
-            ["jobs", "submit", str(photo), "--concept", "ball", "--concept", "box", "--steps", str(TRAIN_STEPS),
-             "--fit", "pad", "--wait", "--server", server.url, "--key", server.key]
-        )  # fmt: skip
-    assert status == 0, err.getvalue()
-    return out.getvalue().strip(), err.getvalue()
+def trained(server: Server, photo: Path) -> Trained:
+    requests: list[str] = []
+    http = httpx.Client(
+        base_url=server.url, event_hooks={"request": [lambda request: requests.append(request.url.path)]}
+    )
+    err = io.StringIO()
+    with Client(server.url, server.key, http=http) as client, contextlib.redirect_stderr(err):
+        job = client.create_job(photo, ["ball", "box"], steps=TRAIN_STEPS, fit="pad").wait(progress=True, timeout_s=600)
+    assert job.status == JobStatus.SUCCEEDED, job.data.error
+    return Trained(job.id, err.getvalue(), requests)
 
 
-def test_waiting_draws_a_progress_bar_to_the_end(trained: tuple[str, str]) -> None:
-    _job_id, stderr = trained
-    assert f"succeeded  [{'#' * 30}] {TRAIN_STEPS}/{TRAIN_STEPS}" in stderr
-    assert stderr.rstrip().endswith("succeeded")
+def test_waiting_asks_for_the_event_stream_and_draws_a_progress_bar(trained: Trained) -> None:
+    # The stream is read where the server offers it (tests/client/test_events.py), polled otherwise.
+    assert trained.requests[:2] == ["/jobs", f"/jobs/{trained.job_id}/events"]
+    assert "training   [" in trained.stderr
+    assert trained.stderr.rstrip().endswith(f"succeeded  [{'#' * 30}] {TRAIN_STEPS}/{TRAIN_STEPS}")
 
 
-def test_the_job_records_how_the_photo_was_made_square(server: Server, trained: tuple[str, str]) -> None:
+def test_the_job_records_how_the_photo_was_made_square(server: Server, trained: Trained) -> None:
     with Client(server.url, server.key) as client:
-        job = client.get_job(trained[0])
+        job = client.get_job(trained.job_id)
     assert (job.status, job.data.progress.step, job.data.options.fit) == (
         JobStatus.SUCCEEDED,
         TRAIN_STEPS,
@@ -88,8 +96,8 @@ def test_the_job_records_how_the_photo_was_made_square(server: Server, trained: 
     )
 
 
-def test_generate_and_download(server: Server, trained: tuple[str, str], tmp_path: Path) -> None:
-    job_id = trained[0]
+def test_generate_and_download(server: Server, trained: Trained, tmp_path: Path) -> None:
+    job_id = trained.job_id
     with Client(server.url, server.key) as client:
         generation = client.generate(job_id, "<ball> next to a <box>", num_images=2, steps=1, width=64, height=64)
         paths = generation.save(tmp_path / "scene.png")
@@ -121,33 +129,39 @@ def test_problems_are_typed_exceptions(server: Server, photo: Path) -> None:
     assert (unauthorized.value.status, unauthorized.value.code) == (401, "invalid_api_key")
 
 
-def test_the_remote_commands(server: Server, trained: tuple[str, str], tmp_path: Path, capsys) -> None:
-    job_id, remote = trained[0], ["--server", server.url, "--key", server.key]
-    assert main(["jobs", "get", job_id, *remote]) == 0
+def test_the_remote_commands(server: Server, trained: Trained, photo: Path, tmp_path: Path, capsys) -> None:
+    remote = ["--server", server.url, "--key", server.key]
+    assert (
+        main(["jobs", "submit", str(photo), "--concept", "ball", "--concept", "box", "--steps", "2000", *remote]) == 0
+    )
+    submitted = capsys.readouterr().out.strip()
+    assert main(["jobs", "cancel", submitted, *remote]) == 0
+    assert main(["jobs", "wait", submitted, *remote]) == 1  # it ended, but not succeeded
+    assert capsys.readouterr().err.rstrip().endswith(f"Job {submitted} canceled")
+
+    assert main(["jobs", "get", trained.job_id, *remote]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
     assert main(["jobs", "list", "--status", "succeeded", *remote]) == 0
-    assert job_id in capsys.readouterr().out
-    assert main(["jobs", "wait", job_id, *remote]) == 0
-    capsys.readouterr()
-    assert main(["jobs", "cancel", job_id, *remote]) == 2  # it has already finished: a 409, said in one line
+    assert trained.job_id in capsys.readouterr().out
+    assert main(["jobs", "cancel", trained.job_id, *remote]) == 2  # it has already finished: a 409, in one line
     assert (
-        capsys.readouterr().err.strip()
-        == f"error: Job {job_id} has already finished (succeeded); it cannot be canceled."
+        capsys.readouterr().err
+        == f"error: Job {trained.job_id} has already finished (succeeded); it cannot be canceled.\n"
     )
     out = tmp_path / "beach.png"
-    generate = ["generate", "--job", job_id, "--prompt", "<ball> on the beach", "--steps", "1", "--width", "64"]
+    generate = ["generate", "--job", trained.job_id, "--prompt", "<ball> on the beach", "--steps", "1", "--width", "64"]
     assert main([*generate, "--height", "64", "--out", str(out), *remote]) == 0
     assert Image.open(out).size == (64, 64)
 
 
-def test_the_async_client(server: Server, photo: Path, trained: tuple[str, str]) -> None:
+def test_the_async_client(server: Server, photo: Path, trained: Trained) -> None:
     async def flow() -> None:
         async with AsyncClient(server.url, server.key) as client:
             running = await client.create_job(io.BytesIO(photo.read_bytes()), ["ball", "box"], steps=TRAIN_STEPS)
             waiting = await client.create_job(photo, ["ball", "box"], steps=2000)  # queued behind the first
             assert (await waiting.cancel()).status == JobStatus.CANCELED
             assert (await running.wait(timeout_s=300)).status == JobStatus.SUCCEEDED
-            generation = await client.generate(trained[0], "a <ball>", steps=1, width=64, height=64)
+            generation = await client.generate(trained.job_id, "a <ball>", steps=1, width=64, height=64)
             assert generation.images[0].startswith(b"\x89PNG")
             with pytest.raises(ApiError) as missing:
                 await client.cancel("00000000-0000-4000-8000-000000000000")
