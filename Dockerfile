@@ -8,7 +8,10 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_IN
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY attencraft_contract ./attencraft_contract
+COPY attencraft_client ./attencraft_client
 COPY attencraft_core ./attencraft_core
+COPY evaluation ./evaluation
 COPY attencraft_cli ./attencraft_cli
 COPY service ./service
 COPY worker ./worker

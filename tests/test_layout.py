@@ -1,4 +1,5 @@
 """The import direction the layout promises: core <- worker <- cli, service <- worker <- cli; service never torch;
+the evaluation on the core and the client, under the CLI alone;
 the contract (rules and wire models) under everything; the client on the contract, httpx and pydantic alone."""
 
 import ast
@@ -10,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_SIDE = {"torch", "diffusers", "transformers", "fastapi", "starlette", "sqlalchemy", "celery", "boto3"}
-OUR_PACKAGES = {"attencraft_core", "service", "worker", "attencraft_cli", "attencraft_client"}
+OUR_PACKAGES = {"attencraft_core", "service", "worker", "attencraft_cli", "attencraft_client", "evaluation"}
 FORBIDDEN = {
     "attencraft_contract": SERVER_SIDE | OUR_PACKAGES | {"httpx", "os.environ"},
     "attencraft_client": SERVER_SIDE
@@ -20,6 +21,7 @@ FORBIDDEN = {
         "service",
         "worker",
         "attencraft_cli",
+        "evaluation",
         "fastapi",
         "sqlalchemy",
         "celery",
@@ -34,8 +36,10 @@ FORBIDDEN = {
         "worker",
         "attencraft_cli",
         "attencraft_client",
+        "evaluation",
     },
-    "worker": {"attencraft_cli"},
+    "worker": {"attencraft_cli", "evaluation"},
+    "evaluation": {"service", "worker", "attencraft_cli", "fastapi", "sqlalchemy", "celery", "boto3"},
 }
 
 
