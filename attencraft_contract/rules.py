@@ -14,7 +14,8 @@ from attencraft_contract.models import JobOptions
 
 NAME_CHARACTERS = "A-Za-z0-9_-"
 PLAIN_WORD = re.compile(rf"[{NAME_CHARACTERS}]{{1,{MAX_NAME_CHARS}}}")
-PLAIN_WORD_PATTERN = f"^{PLAIN_WORD.pattern}$"  # the same rule in the OpenAPI document
+PLAIN_WORD_PATTERN = f"^{PLAIN_WORD.pattern}$"  # the same rules in the OpenAPI document
+OPTIONAL_PLAIN_WORD_PATTERN = f"^(?:{PLAIN_WORD.pattern})?$"  # an initializer: a plain word or empty
 PLACEHOLDER = re.compile(rf"<[{NAME_CHARACTERS}]+>")
 PLAIN_WORD_HINT = f"use 1 to {MAX_NAME_CHARS} letters, digits, '_' or '-'"
 

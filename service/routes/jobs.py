@@ -28,7 +28,10 @@ CONCEPTS_SCHEMA = {
     "items": {"type": "string", "pattern": rules.PLAIN_WORD_PATTERN},
     "examples": [["cat", "dog"]],
 }
-INITIALIZERS_SCHEMA = {"maxItems": MAX_CONCEPTS}
+INITIALIZERS_SCHEMA = {
+    "maxItems": MAX_CONCEPTS,
+    "items": {"type": "string", "pattern": rules.OPTIONAL_PLAIN_WORD_PATTERN},
+}
 OPTIONS_SCHEMA = {
     "contentMediaType": "application/json",
     "contentSchema": {"$ref": "#/components/schemas/JobOptions"},

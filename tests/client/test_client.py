@@ -24,9 +24,12 @@ from attencraft_cli.service_commands import embedded_service
 from attencraft_client import ApiError, AsyncClient, Client
 from attencraft_contract.errors import InputError
 from attencraft_contract.models import ImageFit, JobStatus
+from attencraft_core.training import StepRecord
 from service.settings import Settings
+from worker.jobs import JobReporter
 
 TRAIN_STEPS = 2
+TRAINING_BAR = "training   ["  # the bar Job.wait(progress=True) draws while the job trains
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,21 @@ def trained(server: Server, photo: Path) -> Trained:
         base_url=server.url, event_hooks={"request": [lambda request: requests.append(request.url.path)]}
     )
     err = io.StringIO()
-    with Client(server.url, server.key, http=http) as client, contextlib.redirect_stderr(err):
+    take_step = JobReporter.on_step
+
+    def step_once_the_client_drew_training(reporter: JobReporter, record: StepRecord, total: int) -> None:
+        # A job of TRAIN_STEPS could otherwise train between two looks of the client: hold it (a minute at most).
+        deadline = time.monotonic() + 60
+        while TRAINING_BAR not in err.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        take_step(reporter, record, total)
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        Client(server.url, server.key, http=http) as client,
+        contextlib.redirect_stderr(err),
+    ):
+        patch.setattr(JobReporter, "on_step", step_once_the_client_drew_training)
         job = client.create_job(photo, ["ball", "box"], steps=TRAIN_STEPS, fit="pad").wait(progress=True, timeout_s=600)
     assert job.status == JobStatus.SUCCEEDED, job.data.error
     return Trained(job.id, err.getvalue(), requests)
@@ -82,7 +99,7 @@ def trained(server: Server, photo: Path) -> Trained:
 def test_waiting_asks_for_the_event_stream_and_draws_a_progress_bar(trained: Trained) -> None:
     # The stream is read where the server offers it (tests/client/test_events.py), polled otherwise.
     assert trained.requests[:2] == ["/jobs", f"/jobs/{trained.job_id}/events"]
-    assert "training   [" in trained.stderr
+    assert TRAINING_BAR in trained.stderr
     assert trained.stderr.rstrip().endswith(f"succeeded  [{'#' * 30}] {TRAIN_STEPS}/{TRAIN_STEPS}")
 
 

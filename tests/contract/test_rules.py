@@ -1,5 +1,7 @@
 """The contract's rules on their own: what they accept, how they normalise, the sentence of each mistake."""
 
+import re
+
 import pytest
 
 from attencraft_contract import rules
@@ -56,3 +58,14 @@ def test_placeholders_the_concepts_did_not_learn() -> None:
         == "The prompt names <cow>, <pig>, which these concepts did not learn; known placeholders: <cat>."
     )
     assert [error["field"] for error in caught.value.errors] == ["prompt", "negative_prompt"]
+
+
+@pytest.mark.parametrize("raw", ["", "furry", "Teddy_bear-2", ":", " cat", "a" * 33, "<cat>"])
+def test_the_initializer_pattern_of_the_schema_is_the_rule(raw: str) -> None:
+    stated = re.fullmatch(rules.OPTIONAL_PLAIN_WORD_PATTERN, raw) is not None
+    try:
+        rules.initializer_word(raw, "initializers.0")
+        enforced = True
+    except InputError:
+        enforced = False
+    assert stated == enforced

@@ -65,6 +65,7 @@ def test_the_schema_states_the_rules_the_server_enforces(document: dict[str, Any
     assert upload["masks"]["items"] == {"type": "string", "format": "binary"}
     assert (upload["concepts"]["minItems"], upload["concepts"]["maxItems"]) == (MIN_CONCEPTS, MAX_CONCEPTS)
     assert upload["concepts"]["items"]["pattern"] == "^[A-Za-z0-9_-]{1,32}$"
+    assert upload["initializers"]["items"]["pattern"] == "^(?:[A-Za-z0-9_-]{1,32})?$"
     assert upload["options"]["contentSchema"] == {"$ref": "#/components/schemas/JobOptions"}
     assert schemas["ImageFit"]["enum"] == ["crop", "pad"]
     for side in ("width", "height"):
