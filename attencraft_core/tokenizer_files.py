@@ -60,7 +60,9 @@ def word_merges(words: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     return list(ranks)
 
 
-def write_clip_tokenizer_files(directory: Path, words: tuple[str, ...] | list[str] = COMMON_WORDS) -> Path:
+def write_clip_tokenizer_files(
+    directory: Path, words: tuple[str, ...] | list[str] = COMMON_WORDS, max_length: int = 77
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     symbols = byte_symbols()
     merges = word_merges(words)
@@ -72,7 +74,7 @@ def write_clip_tokenizer_files(directory: Path, words: tuple[str, ...] | list[st
     merge_lines = "\n".join(f"{a} {b}" for a, b in merges)
     (directory / "merges.txt").write_text(f"#version: 0.2\n{merge_lines}\n", encoding="utf-8")
     config = {
-        "model_max_length": 77,
+        "model_max_length": max_length,
         "do_lower_case": True,
         "bos_token": BOS_TOKEN,
         "eos_token": EOS_TOKEN,

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_SIDE = {"torch", "diffusers", "transformers", "fastapi", "starlette", "sqlalchemy", "celery", "boto3"}
-OUR_PACKAGES = {"attencraft_core", "service", "worker", "attencraft_cli", "attencraft_client", "evaluation"}
+OUR_PACKAGES = {"attencraft_core", "service", "worker", "attencraft_cli", "attencraft_client", "evaluation", "toyworld"}
 FORBIDDEN = {
     "attencraft_contract": SERVER_SIDE | OUR_PACKAGES | {"httpx", "os.environ"},
     "attencraft_client": SERVER_SIDE
@@ -27,6 +27,17 @@ FORBIDDEN = {
         "celery",
         "boto3",
         "os.environ",
+        "toyworld",
+    },
+    "toyworld": {
+        "service",
+        "worker",
+        "attencraft_cli",
+        "attencraft_client",
+        "evaluation",
+        "fastapi",
+        "sqlalchemy",
+        "celery",
     },
     "service": {
         "torch",
@@ -37,8 +48,9 @@ FORBIDDEN = {
         "attencraft_cli",
         "attencraft_client",
         "evaluation",
+        "toyworld",
     },
-    "worker": {"attencraft_cli", "evaluation"},
+    "worker": {"attencraft_cli", "evaluation", "toyworld"},
     "evaluation": {"service", "worker", "attencraft_cli", "fastapi", "sqlalchemy", "celery", "boto3"},
 }
 

@@ -1,0 +1,131 @@
+"""`attencraft toy ...`: draw toy scenes, judge pictures with the oracle, train and assess the `toy` base model."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from attencraft_cli.errors import CommandError
+from attencraft_cli.parsing import command
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def add_toy_commands(subparsers: Any) -> None:
+    toy = subparsers.add_parser("toy", help="the toy world: scenes with known truth, an oracle, the `toy` model")
+    toy_commands = toy.add_subparsers(dest="toy_command", required=True, metavar="COMMAND")
+
+    scene = command(
+        toy_commands,
+        "scene",
+        help="draw held-out toy scene N (two objects) with its ground-truth masks",
+        example="attencraft toy scene 3 --out scene3   # scene3/photo.png, scene3/mask_<class>.png, scene.json",
+    )
+    scene.add_argument("index", type=int, help="which held-out scene (0, 1, ...)")
+    scene.add_argument("--out", required=True, type=Path, help="folder to write into")
+    scene.set_defaults(handler=run_scene)
+
+    judge = command(
+        toy_commands,
+        "judge",
+        help="say what the oracle sees in toy pictures: each object's class, shade and shape fit",
+        example="attencraft toy judge generated.png",
+    )
+    judge.add_argument("images", nargs="+", type=Path, help="32x32 PNG pictures")
+    judge.set_defaults(handler=run_judge)
+
+    train = command(
+        toy_commands,
+        "train-model",
+        help="train the `toy` base model on toy scenes (resumes from --work; about 45 min on 2 cores)",
+        example="attencraft toy train-model --out attencraft_core/builtin_models/toy --work runs/toy-training",
+    )
+    train.add_argument("--out", required=True, type=Path, help="where the diffusers folder is saved")
+    train.add_argument("--work", required=True, type=Path, help="checkpoints, to resume an interrupted run")
+    train.add_argument("--steps", type=positive_int, default=4000, help="training steps (batch 16)")
+    train.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    train.set_defaults(handler=run_train_model)
+
+    assess = command(
+        toy_commands,
+        "assess",
+        help="measure a base model on held-out toy scenes: stage-one mask IoU and what its samples show",
+        example="attencraft toy assess --model toy --scenes 30",
+    )
+    assess.add_argument("--model", default="toy", help="toy or a diffusers folder trained on toy scenes")
+    assess.add_argument("--scenes", type=positive_int, default=30, help="held-out scenes to measure on")
+    assess.set_defaults(handler=run_assess)
+
+
+def run_scene(arguments: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from toyworld.scenes import held_out_scene
+
+    if arguments.index < 0:
+        raise CommandError(f"Scene index {arguments.index} is negative: held-out scenes are numbered from 0.")
+    scene = held_out_scene(arguments.index)
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(scene.image).save(arguments.out / "photo.png")
+    for obj, mask in zip(scene.objects, scene.masks, strict=True):
+        Image.fromarray(mask.astype("uint8") * 255, mode="L").save(arguments.out / f"mask_{obj.class_name}.png")
+    description = [{"class": obj.class_name, "shade": obj.shade} for obj in scene.objects]
+    (arguments.out / "scene.json").write_text(json.dumps({"objects": description}, indent=2) + "\n")
+    print(" and ".join(f"{obj.shade} {obj.class_name}" for obj in scene.objects))
+    return 0
+
+
+def run_judge(arguments: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from toyworld.oracle import read_picture
+
+    for path in arguments.images:
+        try:
+            image = np.asarray(Image.open(path).convert("RGB"))
+        except (OSError, UnidentifiedImageError):
+            raise CommandError(f"{path} is not a readable picture.") from None
+        seen = read_picture(image)
+        objects = ", ".join(
+            f"{obj.shade} {obj.class_name} (shape fit {obj.shape_fit:.2f}{'' if obj.well_formed else ', malformed'})"
+            for obj in seen
+        )
+        print(f"{path}: {objects or 'no object'}")
+    return 0
+
+
+def run_train_model(arguments: argparse.Namespace) -> int:
+    import torch
+
+    from toyworld.base_model import ToyTrainingConfig, train_toy_model
+
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
+    config = ToyTrainingConfig(steps=arguments.steps)
+    train_toy_model(arguments.out, arguments.work, config, lambda line: print(line, file=sys.stderr, flush=True))
+    return 0
+
+
+def run_assess(arguments: argparse.Namespace) -> int:
+    from attencraft_core.model_spec import check_model_spec
+    from attencraft_core.models import load_base_model
+    from toyworld.quality import assess_base_model
+    from toyworld.scenes import held_out_scenes
+
+    check_model_spec(arguments.model)
+    model = load_base_model(arguments.model, device="cpu")
+    if model.resolution != 32:
+        raise CommandError(f"{arguments.model} draws {model.resolution} px pictures; toy scenes are 32 px.")
+    for line in assess_base_model(model, held_out_scenes(arguments.scenes)).lines():
+        print(line)
+    return 0

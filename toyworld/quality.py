@@ -1,0 +1,78 @@
+"""How well a base model knows the toy world: stage-one masks against ground truth, and what its samples show."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attencraft_core.config import MaskConfig
+from attencraft_core.errors import ConceptNotLocalizedError
+from attencraft_core.images import mask_images
+from attencraft_core.models import BaseModel
+from attencraft_core.pipeline import create_masks
+from attencraft_core.training import concept_prompt
+from toyworld.measures import mask_iou, shows_class
+from toyworld.scenes import Scene
+
+SAMPLE_STEPS = 25
+
+
+def stage_one_masks(model: BaseModel, scene: Scene, seed: int = 0) -> list[np.ndarray]:
+    """The product's masks (SPEC 2.3) for the scene's objects, named by their classes, at the scene's size;
+    an all-false mask for every object when a concept could not be localised."""
+    names = [obj.class_name for obj in scene.objects]
+    latents = model.encode_image(Image.fromarray(scene.image))
+    model.set_identifiers(torch.stack([model.initial_identifier(name) for name in names]))
+    try:
+        prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, tuple(range(len(names)))))
+        masks = create_masks(model, latents, prompt_ids, names, MaskConfig(), seed)
+    except ConceptNotLocalizedError:
+        return [np.zeros(scene.masks[0].shape, dtype=bool) for _ in names]
+    finally:
+        model.clear_identifiers()
+    return [np.asarray(picture) > 127 for picture in mask_images(masks, scene.image.shape[0])]
+
+
+def sample(model: BaseModel, prompt: str, seed: int, count: int = 1) -> list[np.ndarray]:
+    """(H, W, 3) uint8 pictures the model draws for a prompt (PNDM, guidance 7.5)."""
+    generator = torch.Generator().manual_seed(seed)
+    output = model.pipeline(
+        prompt,
+        num_inference_steps=SAMPLE_STEPS,
+        guidance_scale=7.5,
+        num_images_per_prompt=count,
+        generator=generator,
+        output_type="np",
+    )
+    return [np.rint(picture * 255).astype(np.uint8) for picture in output.images]
+
+
+@dataclass(frozen=True)
+class BaseModelQuality:
+    mask_iou_first: float  # mean IoU of the first-named concept's stage-one mask with its object
+    mask_iou_second: float
+    single_class_rate: float  # "a photo of X": share of samples showing a well-formed X
+    pair_rate: float  # "a photo of X and Y": share showing both
+
+    def lines(self) -> list[str]:
+        return [
+            f"stage-one mask IoU: first concept {self.mask_iou_first:.2f}, second {self.mask_iou_second:.2f}",
+            f"samples showing their class: {self.single_class_rate:.0%} of single-class prompts, "
+            f"{self.pair_rate:.0%} of two-class prompts show both",
+        ]
+
+
+def assess_base_model(model: BaseModel, scenes: list[Scene], seed: int = 0) -> BaseModelQuality:
+    firsts, seconds, singles, pairs = [], [], [], []
+    for index, scene in enumerate(scenes):
+        masks = stage_one_masks(model, scene, seed)
+        firsts.append(mask_iou(masks[0], scene.masks[0]))
+        seconds.append(mask_iou(masks[1], scene.masks[1]))
+        first, second = (obj.class_name for obj in scene.objects[:2])
+        singles.append(shows_class(sample(model, f"a photo of {first}", seed + index)[0], first))
+        pair = sample(model, f"a photo of {first} and {second}", seed + index)[0]
+        pairs.append(shows_class(pair, first) and shows_class(pair, second))
+    return BaseModelQuality(
+        float(np.mean(firsts)), float(np.mean(seconds)), float(np.mean(singles)), float(np.mean(pairs))
+    )
