@@ -27,17 +27,18 @@ def add_toy_commands(subparsers: Any) -> None:
     scene = command(
         toy_commands,
         "scene",
-        help="draw held-out toy scene N (two objects) with its ground-truth masks",
-        example="attencraft toy scene 3 --out scene3   # scene3/photo.png, scene3/mask_<class>.png, scene.json",
+        help="draw a held-out toy scene (seeds training never used) with its ground-truth masks",
+        example="attencraft toy scene --seed 3 --out scene3   # scene3/image.png, scene3/scene.json, scene3/masks/",
     )
-    scene.add_argument("index", type=int, help="which held-out scene (0, 1, ...)")
+    scene.add_argument("--seed", type=int, default=0, help="which held-out scene (0, 1, ...)")
+    scene.add_argument("--objects", type=int, default=2, help="objects in the scene, at most one per class")
     scene.add_argument("--out", required=True, type=Path, help="folder to write into")
     scene.set_defaults(handler=run_scene)
 
     judge = command(
         toy_commands,
         "judge",
-        help="say what the oracle sees in toy pictures: each object's class, shade and shape fit",
+        help="print as JSON what the oracle sees in toy pictures: each object's class, identity, size, shape",
         example="attencraft toy judge generated.png",
     )
     judge.add_argument("images", nargs="+", type=Path, help="32x32 PNG pictures")
@@ -69,16 +70,20 @@ def add_toy_commands(subparsers: Any) -> None:
 def run_scene(arguments: argparse.Namespace) -> int:
     from PIL import Image
 
-    from toyworld.scenes import held_out_scene
+    from toyworld.scenes import CLASS_NAMES, held_out_scene
 
-    if arguments.index < 0:
-        raise CommandError(f"Scene index {arguments.index} is negative: held-out scenes are numbered from 0.")
-    scene = held_out_scene(arguments.index)
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(scene.image).save(arguments.out / "photo.png")
+    if arguments.seed < 0:
+        raise CommandError(f"Seed {arguments.seed} is negative: held-out scenes are numbered from 0.")
+    if not 1 <= arguments.objects <= len(CLASS_NAMES):
+        raise CommandError(f"A scene holds 1 to {len(CLASS_NAMES)} objects (one per class), not {arguments.objects}.")
+    scene = held_out_scene(arguments.seed, arguments.objects)
+    (arguments.out / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(scene.image).save(arguments.out / "image.png")
+    description = []
     for obj, mask in zip(scene.objects, scene.masks, strict=True):
-        Image.fromarray(mask.astype("uint8") * 255, mode="L").save(arguments.out / f"mask_{obj.class_name}.png")
-    description = [{"class": obj.class_name, "shade": obj.shade} for obj in scene.objects]
+        mask_path = f"masks/{obj.class_name}.png"
+        Image.fromarray(mask.astype("uint8") * 255, mode="L").save(arguments.out / mask_path)
+        description.append({"class": obj.class_name, "identity": obj.shade, "mask": mask_path})
     (arguments.out / "scene.json").write_text(json.dumps({"objects": description}, indent=2) + "\n")
     print(" and ".join(f"{obj.shade} {obj.class_name}" for obj in scene.objects))
     return 0
@@ -95,12 +100,18 @@ def run_judge(arguments: argparse.Namespace) -> int:
             image = np.asarray(Image.open(path).convert("RGB"))
         except (OSError, UnidentifiedImageError):
             raise CommandError(f"{path} is not a readable picture.") from None
-        seen = read_picture(image)
-        objects = ", ".join(
-            f"{obj.shade} {obj.class_name} (shape fit {obj.shape_fit:.2f}{'' if obj.well_formed else ', malformed'})"
-            for obj in seen
-        )
-        print(f"{path}: {objects or 'no object'}")
+        objects = [
+            {
+                "class": obj.class_name,
+                "identity": obj.shade,
+                "area": int(obj.mask.sum()),
+                "shape": obj.best_shape,
+                "shape_fit": round(obj.shape_fit, 3),
+                "well_formed": obj.well_formed,
+            }
+            for obj in read_picture(image)
+        ]
+        print(json.dumps({"image": str(path), "objects": objects}))
     return 0
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from toyworld.oracle import SeenObject, read_picture
-from toyworld.scenes import ToyObject
+from toyworld.scenes import ToyObject, shape_coverage
 
 
 def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -36,6 +36,17 @@ def leakage(image: np.ndarray, concept: ToyObject, others: Sequence[ToyObject]) 
     """For a picture of one concept: 1.0 when another concept of its photo shows up in it (fused features)."""
     names = {other.class_name for other in others if other.class_name != concept.class_name}
     return float(any(obj.class_name in names for obj in _well_formed(image)))
+
+
+def size_ratio(image: np.ndarray, concept: ToyObject) -> float | None:
+    """Area of the drawn object of the concept's class over the concept's own area in its photo (None if absent).
+
+    Drawn objects are counted even when malformed, so an object drawn several times too large shows here."""
+    drawn = [obj for obj in read_picture(image) if obj.class_name == concept.class_name]
+    if not drawn:
+        return None
+    true_area = shape_coverage(concept.shape, concept.centre, concept.radius, concept.rotation).sum()
+    return float(drawn[0].mask.sum() / true_area)
 
 
 def group_identity(image: np.ndarray, concepts: Sequence[ToyObject]) -> float:

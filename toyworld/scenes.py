@@ -144,10 +144,13 @@ def random_scene(rng: np.random.Generator, count: int) -> Scene:
     return render_scene(random_objects(rng, names), background)
 
 
-def held_out_scene(index: int) -> Scene:
-    """Evaluation scene number `index`: two objects of distinct classes, from seeds training never uses."""
-    return random_scene(np.random.default_rng(HELD_OUT_SEEDS + index), 2)
+def held_out_scene(seed: int, objects: int = 2) -> Scene:
+    """An evaluation scene: `objects` objects of distinct classes, from seeds training never uses."""
+    if seed < 0 or not 1 <= objects <= len(CLASSES):
+        raise ValueError(f"a held-out scene needs a seed >= 0 and 1 to {len(CLASSES)} objects")
+    return random_scene(np.random.default_rng(HELD_OUT_SEEDS + seed), objects)
 
 
 def held_out_scenes(count: int) -> list[Scene]:
-    return [held_out_scene(index) for index in range(count)]
+    """Two-object held-out scenes from seeds 0, 1, ..., count - 1."""
+    return [held_out_scene(seed) for seed in range(count)]

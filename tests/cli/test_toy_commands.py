@@ -1,27 +1,32 @@
 import json
 
+import numpy as np
+from PIL import Image
+
 from tests.cli.run import attencraft
 
 
 def test_a_scene_is_written_with_its_masks_and_the_oracle_reads_it_back(tmp_path):
-    drawn = attencraft("toy", "scene", "2", "--out", str(tmp_path / "scene"), cwd=tmp_path)
+    drawn = attencraft("toy", "scene", "--seed", "2", "--objects", "3", "--out", str(tmp_path / "s"), cwd=tmp_path)
     assert drawn.returncode == 0, drawn.stderr
-    objects = json.loads((tmp_path / "scene" / "scene.json").read_text())["objects"]
-    assert len(objects) == 2
+    objects = json.loads((tmp_path / "s" / "scene.json").read_text())["objects"]
+    assert len(objects) == 3
     for obj in objects:
-        assert (tmp_path / "scene" / f"mask_{obj['class']}.png").is_file()
-    judged = attencraft("toy", "judge", str(tmp_path / "scene" / "photo.png"), cwd=tmp_path)
+        mask = np.asarray(Image.open(tmp_path / "s" / obj["mask"]))
+        assert mask.shape == (32, 32) and set(np.unique(mask)) == {0, 255}
+    judged = attencraft("toy", "judge", str(tmp_path / "s" / "image.png"), cwd=tmp_path)
     assert judged.returncode == 0, judged.stderr
-    for obj in objects:
-        assert f"{obj['shade']} {obj['class']}" in judged.stdout
-    assert "malformed" not in judged.stdout
+    seen = json.loads(judged.stdout)["objects"]
+    assert sorted((o["class"], o["identity"]) for o in seen) == sorted((o["class"], o["identity"]) for o in objects)
+    assert all(o["well_formed"] for o in seen)
 
 
 def test_wrong_toy_arguments_get_one_sentence_and_exit_code_2(tmp_path):
     (tmp_path / "notes.txt").write_text("not a picture")
     for arguments in (
         ("toy", "judge", str(tmp_path / "notes.txt")),
-        ("toy", "scene", "-1", "--out", str(tmp_path / "s")),
+        ("toy", "scene", "--seed", "-1", "--out", str(tmp_path / "s")),
+        ("toy", "scene", "--objects", "7", "--out", str(tmp_path / "s")),
         ("toy", "train-model", "--out", "o", "--work", "w", "--steps", "0"),
         ("toy", "assess", "--model", "no/such/folder/x"),
     ):

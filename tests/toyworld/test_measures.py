@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from toyworld.measures import group_identity, identity, leakage, mask_iou, shows_class, synchronicity
+from toyworld.measures import group_identity, identity, leakage, mask_iou, shows_class, size_ratio, synchronicity
 from toyworld.scenes import ToyObject, render_scene
 
 APPLE = ToyObject("apple", "dark", (9.0, 9.0), 6.5, 0.0)
@@ -40,3 +40,10 @@ def test_group_identity_needs_every_concept():
 def test_synchronicity_is_the_spread_of_identity_rates():
     assert synchronicity([0.9, 0.5]) == pytest.approx(0.4)
     assert synchronicity([0.7, 0.7]) == 0.0
+
+
+def test_size_ratio_compares_the_drawn_area_with_the_concepts_own():
+    double = ToyObject("apple", "dark", (16.0, 16.0), 6.5 * 2**0.5, 0.0)
+    assert size_ratio(render_scene((APPLE,)).image, APPLE) == pytest.approx(1.0, abs=0.1)
+    assert size_ratio(render_scene((double,)).image, APPLE) == pytest.approx(2.0, rel=0.1)
+    assert size_ratio(render_scene((LEAF,)).image, APPLE) is None
