@@ -257,6 +257,32 @@ class GenerationOut(BaseModel):
     finished_at: datetime | None
 
 
+class EventType(enum.StrEnum):
+    """The `event:` field of GET /jobs/{id}/events and GET /generations/{id}/events; `data:` is a JSON object."""
+
+    STATUS = "status"  # {"status"}: the job entered a stage (or was requeued); a generation started
+    PROGRESS = "progress"  # {"status", "step", "total", "eta_seconds", "losses": [LossRecord, ...]}
+    MASKS = "masks"  # {"count"}: the concepts' masks are stored (their URLs: GET /jobs/{id})
+    RATIOS = "ratios"  # {"ratios": [float, ...]}: the sampling ratios, in concept order
+    END = "end"  # {"status", "error"}: the terminal state; the stream ends after it
+
+
+class LossRecord(BaseModel):
+    """One training step: which concepts it sampled and its losses (SPEC 2.5)."""
+
+    step: int
+    subset: list[str] = Field(description="The concepts of the step's sampled subset.")
+    timestep: int
+    loss: float
+    reconstruction: float = Field(description="L_rec, the masked reconstruction loss.")
+    attention: float = Field(description="L_attn, the cross-attention loss.")
+
+
+class LossHistory(BaseModel):
+    job_id: str
+    items: list[LossRecord] = Field(description="One record per step trained so far, in step order.")
+
+
 class FieldProblem(BaseModel):
     field: str
     message: str

@@ -6,7 +6,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from attencraft_contract.models import EventType
 from service.errors import Conflict, NotFound, ValidationProblem
+from service.event_log import append_generation_event
 from service.models import Concept, Generation, GenerationStatus, Job, JobStatus, utc_now
 from service.repository import get_concept
 
@@ -55,6 +57,7 @@ def add_generation(
     )
     session.add(generation)
     session.flush()
+    append_generation_event(session, generation.id, EventType.STATUS, {"status": GenerationStatus.QUEUED.value})
     return generation
 
 
@@ -79,9 +82,16 @@ def _transition(session: Session, generation_id: str, allowed: GenerationStatus,
 
 
 def _claim(session: Session, generation_id: str) -> bool:
-    return _transition(
+    claimed = _transition(
         session, generation_id, GenerationStatus.QUEUED, status=GenerationStatus.RUNNING, started_at=utc_now()
     )
+    if claimed:
+        append_generation_event(session, generation_id, EventType.STATUS, {"status": GenerationStatus.RUNNING.value})
+    return claimed
+
+
+def _end(session: Session, generation_id: str, status: GenerationStatus, error: dict[str, str] | None) -> None:
+    append_generation_event(session, generation_id, EventType.END, {"status": status.value, "error": error})
 
 
 def claim_batch(session: Session, generation_id: str, max_images: int) -> list[Generation]:
@@ -112,7 +122,7 @@ def claim_batch(session: Session, generation_id: str, max_images: int) -> list[G
 
 
 def finish_generation(session: Session, generation_id: str, image_keys: list[str]) -> bool:
-    return _transition(
+    finished = _transition(
         session,
         generation_id,
         GenerationStatus.RUNNING,
@@ -120,13 +130,19 @@ def finish_generation(session: Session, generation_id: str, image_keys: list[str
         image_keys=image_keys,
         finished_at=utc_now(),
     )
+    if finished:
+        _end(session, generation_id, GenerationStatus.SUCCEEDED, None)
+    return finished
 
 
 def fail_generation(session: Session, generation_id: str, code: str, message: str) -> bool:
     values = {"status": GenerationStatus.FAILED, "error_code": code, "error_message": message, "finished_at": utc_now()}
-    return _transition(session, generation_id, GenerationStatus.RUNNING, **values) or _transition(
+    failed = _transition(session, generation_id, GenerationStatus.RUNNING, **values) or _transition(
         session, generation_id, GenerationStatus.QUEUED, **values
     )
+    if failed:
+        _end(session, generation_id, GenerationStatus.FAILED, {"code": code, "message": message})
+    return failed
 
 
 def fail_interrupted_generations(session: Session) -> list[str]:

@@ -4,7 +4,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Dialect, Enum, ForeignKey, Index, String, Text, UniqueConstraint, types
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    types,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from attencraft_contract.models import DeliveryStatus, GenerationStatus, JobStatus
@@ -193,3 +205,21 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Event(Base):
+    """One entry of a job's or a generation's event log, streamed as server-sent events.
+
+    ``id`` orders all events; appending locks the subject's row first (service.event_log), so one subject's ids
+    grow in commit order and a client resumes after the last id it saw without missing one.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_subject_id", "subject_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    subject_id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from attencraft_contract.models import RUNNING_STATUSES
+from attencraft_contract.models import RUNNING_STATUSES, EventType
 from attencraft_contract.rules import placeholder_for
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, NotFound, ValidationProblem
+from service.event_log import append_job_event
 from service.models import (
     Artifact,
     Concept,
@@ -72,6 +73,7 @@ def add_job(
     )
     session.add(job)
     session.flush()
+    append_job_event(session, job.id, EventType.STATUS, {"status": JobStatus.QUEUED.value})
     return job
 
 
@@ -145,9 +147,11 @@ def _transition(
     return result.rowcount == 1
 
 
-def _record_job_event(session: Session, job_id: str) -> None:
-    """After a terminal transition: queue one webhook delivery, due at once, when the job has a webhook URL."""
+def _record_job_end(session: Session, job_id: str) -> None:
+    """After a terminal transition: the end event and, when the job has a webhook URL, one delivery due at once."""
     job = session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
+    error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
+    append_job_event(session, job_id, EventType.END, {"status": job.status.value, "error": error})
     if job.webhook_url is None:
         return
     event_type = f"job.{job.status.value}"
@@ -172,7 +176,7 @@ def _end_job(
     """A terminal transition; when it wins, the job's webhook event is queued in the same transaction."""
     ended = _transition(session, job_id, allowed, attempt=attempt, checkpoint_key=None, finished_at=utc_now(), **values)
     if ended:
-        _record_job_event(session, job_id)
+        _record_job_end(session, job_id)
     return ended
 
 
@@ -205,19 +209,32 @@ def claim_job(session: Session, job_id: str) -> int | None:
         return None
     job = session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
     job.runs = [*job.runs, {"attempt": job.attempts, "from_step": job.checkpoint_step, "to_step": job.checkpoint_step}]
+    append_job_event(session, job_id, EventType.STATUS, {"status": JobStatus.MASKING.value, "attempt": job.attempts})
     return job.attempts
 
 
 def enter_stage(
     session: Session, job_id: str, stage: JobStatus, stage_timings: dict[str, Any], *, attempt: int | None = None
 ) -> bool:
-    return _transition(session, job_id, RUNNING_STATUSES, attempt=attempt, status=stage, stage_timings=stage_timings)
+    entered = _transition(session, job_id, RUNNING_STATUSES, attempt=attempt, status=stage, stage_timings=stage_timings)
+    if entered:
+        append_job_event(session, job_id, EventType.STATUS, {"status": stage.value})
+    return entered
 
 
 def record_progress(
-    session: Session, job_id: str, attempt: int, step: int, total: int, runs: list[dict[str, Any]]
+    session: Session,
+    job_id: str,
+    attempt: int,
+    runs: list[dict[str, Any]],
+    *,
+    step: int,
+    total: int,
+    eta_seconds: float | None,
+    losses: list[dict[str, Any]],
 ) -> bool:
-    return _transition(
+    """The step reached, and the losses of the steps since the last report, as one progress event."""
+    recorded = _transition(
         session,
         job_id,
         RUNNING_STATUSES,
@@ -227,6 +244,10 @@ def record_progress(
         runs=runs,
         heartbeat_at=utc_now(),
     )
+    if recorded:
+        progress = {"step": step, "total": total, "eta_seconds": eta_seconds, "losses": losses}
+        append_job_event(session, job_id, EventType.PROGRESS, {"status": JobStatus.TRAINING.value} | progress)
+    return recorded
 
 
 def beat(session: Session, job_id: str, attempt: int) -> bool:
@@ -249,7 +270,7 @@ def requeue_stale_jobs(session: Session, cutoff: datetime) -> list[str]:
     """Running jobs whose heartbeat is older than cutoff (their worker died): back to queued, checkpoint kept."""
     is_stale = and_(Job.status.in_(list(RUNNING_STATUSES)), func.coalesce(Job.heartbeat_at, Job.updated_at) < cutoff)
     candidates = list(session.scalars(select(Job.id).where(is_stale)))
-    return [
+    requeued = [
         job_id
         for job_id in candidates
         if session.execute(
@@ -260,6 +281,9 @@ def requeue_stale_jobs(session: Session, cutoff: datetime) -> list[str]:
         ).rowcount
         == 1
     ]
+    for job_id in requeued:
+        append_job_event(session, job_id, EventType.STATUS, {"status": JobStatus.QUEUED.value, "requeued": True})
+    return requeued
 
 
 def _set_per_concept(session: Session, job_id: str, column: str, values: Sequence[Any]) -> None:
@@ -275,10 +299,12 @@ def _set_per_concept(session: Session, job_id: str, column: str, values: Sequenc
 
 def record_masks(session: Session, job_id: str, mask_keys: Sequence[str]) -> None:
     _set_per_concept(session, job_id, "mask_key", mask_keys)
+    append_job_event(session, job_id, EventType.MASKS, {"count": len(mask_keys)})
 
 
 def record_ratios(session: Session, job_id: str, ratios: Sequence[float]) -> None:
     _set_per_concept(session, job_id, "ratio", ratios)
+    append_job_event(session, job_id, EventType.RATIOS, {"ratios": list(ratios)})
 
 
 def finish_job(
@@ -317,7 +343,7 @@ def finish_job(
         )
         for name, stored in artifacts
     )
-    _record_job_event(session, job_id)
+    _record_job_end(session, job_id)
     return True
 
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     webhook_retry_scale: float = Field(default=1.0, gt=0, description="Multiplies the retry schedule (tests).")
     webhook_allow_private: bool = Field(default=False, description="Allow webhooks to private addresses.")
     webhook_allow_loopback: bool = Field(default=False, description="Allow webhooks to loopback addresses.")
+    event_keepalive_seconds: float = Field(
+        default=15, gt=0, le=300, description="An idle event stream sends a keep-alive comment this often."
+    )
     max_generation_wait_seconds: int = Field(default=60, ge=0, le=300, description="Bound of `Prefer: wait=N`.")
     concept_cache_bytes: int = Field(
         default=512 * 1024 * 1024, ge=0, description="Worker: memory for concept sets kept ready for generation."

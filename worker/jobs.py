@@ -15,7 +15,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 from tokenizers import Tokenizer
 
-from attencraft_contract.models import ExportFormat, ImageFit
+from attencraft_contract.models import ExportFormat, ImageFit, LossRecord
 from attencraft_core.artifacts import ConceptSet
 from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import AttenCraftError, TrainingCanceled
@@ -76,6 +76,9 @@ class JobReporter:
     checkpoint_every: int
     stage_timings: dict[str, dict[str, str | None]] = field(default_factory=dict)
     _last_progress_write: float = field(default=0.0, init=False)
+    _unreported_losses: list[dict[str, Any]] = field(default_factory=list, init=False)
+    _training_started: float = field(default=0.0, init=False)
+    _first_step: int | None = field(default=None, init=False)
 
     def callbacks(self) -> LearnCallbacks:
         return LearnCallbacks(
@@ -99,6 +102,8 @@ class JobReporter:
         if stage.value not in self.stage_timings:
             self.finish_open_stages()
             self.stage_timings[stage.value] = {"started_at": utc_now().isoformat(), "finished_at": None}
+        if stage == Stage.TRAINING:
+            self._training_started = time.monotonic()
         with self.sessions() as session:
             repository.enter_stage(
                 session, self.job.job_id, JobStatus(stage.value), dict(self.stage_timings), attempt=self.attempt
@@ -117,14 +122,41 @@ class JobReporter:
             session.commit()
 
     def on_step(self, record: StepRecord, total: int) -> None:
+        """Every step's losses are kept; the row and the event log hear of them at most once per interval."""
         self.runs[-1]["to_step"] = record.step
+        self._unreported_losses.append(self._loss_record(record))
         now = time.monotonic()
+        if self._first_step is None:  # a resumed attempt starts past step 1: its rate counts from here
+            self._first_step = record.step
         if record.step < total and now - self._last_progress_write < PROGRESS_INTERVAL_S:
             return
         self._last_progress_write = now
+        steps_done = record.step - self._first_step + 1
+        eta_seconds = round((now - self._training_started) / steps_done * (total - record.step), 1)
         with self.sessions() as session:
-            repository.record_progress(session, self.job.job_id, self.attempt, record.step, total, self.runs)
+            repository.record_progress(
+                session,
+                self.job.job_id,
+                self.attempt,
+                self.runs,
+                step=record.step,
+                total=total,
+                eta_seconds=eta_seconds,
+                losses=self._unreported_losses,
+            )
             session.commit()
+        self._unreported_losses = []
+
+    def _loss_record(self, record: StepRecord) -> dict[str, Any]:
+        subset = [self.job.concepts[index].name for index in record.subset]
+        return LossRecord(
+            step=record.step,
+            subset=subset,
+            timestep=record.timestep,
+            loss=record.loss,
+            reconstruction=record.reconstruction,
+            attention=record.attention,
+        ).model_dump()
 
     def on_checkpoint(self, checkpoint: TrainingCheckpoint) -> None:
         """Store it under a new key (objects are never overwritten), point the job at it, drop the previous one."""

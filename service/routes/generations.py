@@ -5,7 +5,7 @@ import secrets
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -14,6 +14,7 @@ from attencraft_contract.models import GenerateRequest, GenerationOut
 from attencraft_contract.rules import check_placeholders
 from service.deps import CurrentTenant, PromptLengthsDep, QueueDep, SessionDep, SettingsDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, ServiceUnavailable
+from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
 from service.generation_repository import add_generation, concept_set_of, fail_generation, get_generation
 from service.models import Generation
 from service.presenters import generation_out
@@ -107,3 +108,25 @@ def read_generation(
     generation_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep
 ) -> GenerationOut:
     return generation_out(get_generation(session, tenant.id, generation_id), signer)
+
+
+@router.get(
+    "/generations/{generation_id}/events",
+    summary="Follow a generation as server-sent events: started, then the end",
+    description="As GET /jobs/{job_id}/events: `status` when a worker starts drawing, `end` when the images are "
+    "stored (or the generation failed); then read GET /generations/{generation_id} for the image URLs.",
+    response_class=EventStreamResponse,
+    responses=EVENT_STREAM_RESPONSES | problem_responses(401, 404, 422),
+)
+def stream_generation_events(
+    generation_id: str,
+    request: Request,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    settings: SettingsDep,
+    last_event_id: LastEventId = None,
+) -> EventStreamResponse:
+    get_generation(session, tenant.id, generation_id)
+    session.close()  # the stream reads with short sessions of its own
+    sessions = request.app.state.session_factory
+    return event_stream(sessions, generation_id, last_event_id, settings.event_keepalive_seconds)

@@ -2,14 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from attencraft_contract import rules
 from attencraft_contract.images import check_image, check_masks, mask_as_png
 from attencraft_contract.limits import MAX_CONCEPTS, MAX_WEBHOOK_URL_CHARS, MIN_CONCEPTS
-from attencraft_contract.models import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage
+from attencraft_contract.models import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage, LossHistory
 from service.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
+from service.event_log import loss_history
+from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
 from service.models import JobStatus, new_id
 from service.presenters import artifact_list, job_out
 from service.queue import QueueUnavailable
@@ -146,6 +148,38 @@ def list_tenant_jobs(
 @router.get("/{job_id}", summary="A job's state, progress, masks and ratios", responses=problem_responses(401, 404))
 def read_job(job_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep) -> JobOut:
     return job_out(get_job(session, tenant.id, job_id), signer)
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Follow a job as server-sent events: stages, progress with losses and ETA, masks, the end",
+    description="Replays the job's events after `Last-Event-ID` (all of them without it), then streams new ones as "
+    "they happen, with a keep-alive comment when idle; the stream ends after the `end` event. Reconnect with the "
+    "last `id:` received as `Last-Event-ID` to resume without missing one.",
+    response_class=EventStreamResponse,
+    responses=EVENT_STREAM_RESPONSES | problem_responses(401, 404, 422),
+)
+def stream_job_events(
+    job_id: str,
+    request: Request,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    settings: SettingsDep,
+    last_event_id: LastEventId = None,
+) -> EventStreamResponse:
+    get_job(session, tenant.id, job_id)
+    session.close()  # the stream reads with short sessions of its own
+    return event_stream(request.app.state.session_factory, job_id, last_event_id, settings.event_keepalive_seconds)
+
+
+@router.get(
+    "/{job_id}/losses",
+    summary="A job's loss history: L_rec and L_attn of every step so far, with the step's sampled concepts",
+    responses=problem_responses(401, 404),
+)
+def read_loss_history(job_id: str, tenant: CurrentTenant, session: SessionDep) -> LossHistory:
+    job = get_job(session, tenant.id, job_id)
+    return LossHistory(job_id=job.id, items=loss_history(session, job.id))
 
 
 @router.post(

@@ -97,8 +97,8 @@ def trained(server: Server, photo: Path) -> Trained:
 
 
 def test_waiting_asks_for_the_event_stream_and_draws_a_progress_bar(trained: Trained) -> None:
-    # The stream is read where the server offers it (tests/client/test_events.py), polled otherwise.
-    assert trained.requests[:2] == ["/jobs", f"/jobs/{trained.job_id}/events"]
+    # One stream from submit to the end (no polling), then the final state; the bar is drawn from its events.
+    assert trained.requests == ["/jobs", f"/jobs/{trained.job_id}/events", f"/jobs/{trained.job_id}"]
     assert TRAINING_BAR in trained.stderr
     assert trained.stderr.rstrip().endswith(f"succeeded  [{'#' * 30}] {TRAIN_STEPS}/{TRAIN_STEPS}")
 

@@ -1,9 +1,8 @@
 """Job.wait reads the server's event stream (text/event-stream) where it has one: progress from `progress`
 events, the end from the `end` event, a dropped stream resumed with Last-Event-ID, polling when there is none.
 
-The server side of the stream is another change (GET /jobs/{id}/events); until it is there, these tests serve
-the stream's documented shape from an httpx.MockTransport, and tests/client/test_client.py covers polling against
-the real server.
+These tests serve the stream's documented shape from an httpx.MockTransport, to drop it where they choose;
+tests/client/test_client.py follows the real server's stream (tests/service/test_events.py tests the server side).
 """
 
 import io

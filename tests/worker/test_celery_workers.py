@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from standardwebhooks import Webhook
 
 from attencraft_cli.sample_photo import two_object_photo
+from attencraft_client.events import Event, EventStreamParser
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_to_head
 from service.models import Job
@@ -78,6 +79,13 @@ class Cluster:
 
     def job(self, job_id: str, client: httpx.Client | None = None) -> dict[str, Any]:
         return (client or self.client).get(f"/jobs/{job_id}").json()
+
+    def events(self, path: str) -> list[Event]:
+        """Follow an event stream of the API process to its end."""
+        parser = EventStreamParser()
+        with self.client.stream("GET", path, timeout=httpx.Timeout(30, read=JOB_TIMEOUT_S)) as response:
+            assert response.status_code == 200
+            return [event for line in response.iter_lines() if (event := parser.feed(line))]
 
     def wait_until_ended(self, job_id: str, client: httpx.Client | None = None) -> dict[str, Any]:
         return poll(
@@ -144,9 +152,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def test_a_worker_runs_the_job_and_the_receiver_verifies_the_signed_webhook(cluster: Cluster) -> None:
     with webhook_receiver() as receiver, cluster.worker("worker"):
         job = cluster.submit(webhook_url=receiver.url)
-        final = cluster.wait_until_ended(job["id"])
+        events = cluster.events(f"/jobs/{job['id']}/events")  # the worker's progress, through another process
+        final = cluster.job(job["id"])
         assert final["status"] == "succeeded", final["error"]
         poll(lambda: receiver.requests, timeout_s=60, what="the webhook")
+
+    statuses = [event.data["status"] for event in events if event.name == "status"]
+    assert statuses == ["queued", "masking", "estimating", "training", "saving"]
+    assert {"masks", "ratios", "progress"} <= {event.name for event in events}
+    progress = [event.data for event in events if event.name == "progress"]
+    assert progress[-1]["step"] == progress[-1]["total"] == TRAIN_STEPS
+    assert [loss["step"] for report in progress for loss in report["losses"]] == list(range(1, TRAIN_STEPS + 1))
+    assert (events[-1].name, events[-1].data["status"]) == ("end", "succeeded")
 
     headers, body = receiver.requests[0]
     secret = cluster.client.get("/webhooks/secret").json()["secret"]
@@ -265,6 +282,12 @@ def test_a_generation_runs_on_the_inference_queue_of_a_real_worker(cluster: Clus
             headers={"Prefer": "wait=60"},
             timeout=90,
         )
+        events = cluster.events(f"/generations/{response.json()['id']}/events")
     assert response.status_code == 200, response.text
     generation = response.json()
     assert (generation["status"], generation["seed"], len(generation["images"])) == ("succeeded", 3, 1)
+    assert [(event.name, event.data["status"]) for event in events] == [
+        ("status", "queued"),
+        ("status", "running"),
+        ("end", "succeeded"),
+    ]
