@@ -9,7 +9,8 @@ Built-in models, constructed offline from config with seeded random weights:
   scenes by ``attencraft toy train-model``, so masks and images mean something offline.
 
 A diffusers folder may carry ``attencraft.json`` with the attention grids its masks use
-(``{"attention_grids": {"cross": [16, 16], "self_attention": [16, 16]}}``); without it, Stable Diffusion's.
+and the scale of its learning rates (``{"attention_grids": {"cross": [16, 16], "self_attention": [16, 16]},
+"learning_rate_scale": 10}``); without it, Stable Diffusion's.
 """
 
 import hashlib
@@ -170,13 +171,27 @@ def _load_pipeline(spec: str, revision: str | None) -> StableDiffusionPipeline:
         ) from error
 
 
-def _attention_grids(spec: str) -> AttentionGrids | None:
-    """The grids named in a local folder's attencraft.json; None (Stable Diffusion's) without one."""
+@dataclass(frozen=True)
+class ModelSettings:
+    """What a base model folder may say about itself in its attencraft.json; Stable Diffusion's without one."""
+
+    attention_grids: AttentionGrids | None = None  # None: SD's, from the latent size
+    learning_rate_scale: float = 1.0  # multiplies the training learning rates, for weights of another scale than SD's
+
+
+def read_model_settings(spec: str) -> ModelSettings:
     settings_file = BUILTIN_FOLDERS.get(spec, Path(spec).expanduser()) / MODEL_SETTINGS_FILE
     if not settings_file.is_file():
-        return None
-    grids = json.loads(settings_file.read_text(encoding="utf-8"))["attention_grids"]
-    return AttentionGrids(cross=tuple(grids["cross"]), self_attention=tuple(grids["self_attention"]))
+        return ModelSettings()
+    try:
+        settings = json.loads(settings_file.read_text(encoding="utf-8"))
+        grids = settings.get("attention_grids")
+        return ModelSettings(
+            attention_grids=grids and AttentionGrids(tuple(grids["cross"]), tuple(grids["self_attention"])),
+            learning_rate_scale=float(settings.get("learning_rate_scale", 1.0)),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(f"{settings_file} is not a valid {MODEL_SETTINGS_FILE} ({error}).") from error
 
 
 def _weights_fingerprint(tensors: list[torch.Tensor]) -> str:
@@ -208,13 +223,15 @@ class BaseModel:
         name: str,
         revision: str | None,
         device: torch.device,
-        attention_grids: AttentionGrids | None = None,
+        settings: ModelSettings | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.name = name
         self.revision = revision
         self.device = device
-        self.attention_grids = attention_grids or AttentionGrids.stable_diffusion(self.latent_size)
+        settings = settings or ModelSettings()
+        self.attention_grids = settings.attention_grids or AttentionGrids.stable_diffusion(self.latent_size)
+        self.learning_rate_scale = settings.learning_rate_scale
         pipeline.set_progress_bar_config(disable=True)
         for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
             module.requires_grad_(False).eval()
@@ -368,4 +385,4 @@ def load_base_model(
     check_model_spec(spec)
     pipeline = _load_pipeline(spec, revision)
     pipeline.to(target)
-    return BaseModel(pipeline, spec, revision, target, _attention_grids(spec))
+    return BaseModel(pipeline, spec, revision, target, read_model_settings(spec))

@@ -21,14 +21,19 @@ def test_a_blank_picture_shows_nothing():
     assert read_picture(np.full((32, 32, 3), 170, dtype=np.uint8)) == []
 
 
-def test_a_class_colour_in_the_wrong_shape_is_malformed():
-    # A square in the apple's red: colour says apple, but apples are discs.
-    square_apple = render_scene((ToyObject("box", "normal", (16.0, 16.0), 8.0, 0.4),)).image.copy()
-    blue = np.all(square_apple == square_apple[16, 16], axis=2)
-    square_apple[blue] = (220, 30, 30)
-    (seen,) = read_picture(square_apple)
-    assert seen.class_name == "apple"
-    assert not seen.well_formed
+def test_merged_and_oversized_objects_are_not_well_formed():
+    touching = render_scene(
+        (ToyObject("apple", "normal", (10.0, 16.0), 6.0, 0.0), ToyObject("apple", "normal", (21.0, 16.0), 6.0, 0.0))
+    )
+    (merged,) = read_picture(touching.image)
+    assert not merged.well_formed
+    (huge,) = read_picture(render_scene((ToyObject("bubble", "pale", (16.0, 16.0), 15.0, 0.0),)).image)
+    assert huge.class_name == "bubble" and not huge.well_formed
+
+
+def test_the_oracle_names_the_best_fitting_shape():
+    (seen,) = read_picture(render_scene((ToyObject("box", "normal", (16.0, 16.0), 8.0, 0.4),)).image)
+    assert seen.best_shape == "square"
 
 
 def test_noise_specks_are_not_objects():
