@@ -8,6 +8,7 @@ import sys
 
 from attencraft_cli.core_commands import add_core_commands
 from attencraft_cli.errors import run_command
+from attencraft_cli.eval_command import add_eval_command
 from attencraft_cli.parsing import Parser
 from attencraft_cli.remote_commands import add_remote_commands
 from attencraft_cli.service_commands import add_service_commands
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_service_commands(subparsers)
     add_remote_commands(subparsers)
     add_toy_commands(subparsers)
+    add_eval_command(subparsers)
     return parser
 
 

@@ -13,6 +13,7 @@ from attencraft_client.errors import ApiError, ServerUnreachable, TaskFailed
 from attencraft_client.events import EVENT_STREAM_RECONNECTS, EVENT_STREAM_TIMEOUT, NO_EVENT_STREAM, JobFollower
 from attencraft_contract.models import (
     ArtifactList,
+    ArtifactOut,
     ExportFormat,
     GenerationOut,
     GenerationStatus,
@@ -193,14 +194,14 @@ class Client:
         self, job: calls.JobRef, folder: str | Path, *, export: ExportFormat | str | None = None
     ) -> list[Path]:
         """Every artifact (or the export's files) into ``folder``, each checked against its SHA-256."""
-        folder = Path(folder)
-        paths = []
-        for artifact in self.artifacts(job, export=export).items:
-            response = self._send(calls.download_request(self.http, artifact.url))
-            if not response.is_success:
-                raise ApiError.from_response(response)
-            paths.append(calls.checked_download(artifact, response.content, folder))
-        return paths
+        return [self.download_artifact(artifact, folder) for artifact in self.artifacts(job, export=export).items]
+
+    def download_artifact(self, artifact: ArtifactOut, folder: str | Path) -> Path:
+        """One artifact (an item of `artifacts`) into ``folder``, checked against its SHA-256."""
+        response = self._send(calls.download_request(self.http, artifact.url))
+        if not response.is_success:
+            raise ApiError.from_response(response)
+        return calls.checked_download(artifact, response.content, Path(folder))
 
     def generate(
         self,

@@ -13,8 +13,6 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel, Dinov2Mod
 
 from evaluation.errors import EvaluationError
 
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
-DEFAULT_DINO = "facebook/dinov2-base"
 BATCH_SIZE = 16
 
 

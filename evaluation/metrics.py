@@ -18,19 +18,6 @@ from PIL import Image
 from attencraft_contract.rules import PLACEHOLDER
 from evaluation.errors import EvaluationError
 
-CLIP_METRICS = ("clip_i_single", "clip_i_group", "clip_t_single", "clip_t_group", "clip_i_sync")
-DINO_METRICS = ("dino_single", "dino_group")
-PAPER_METRICS = (
-    "clip_i_single",
-    "clip_i_group",
-    "clip_t_single",
-    "clip_t_group",
-    "dino_single",
-    "dino_group",
-    "clip_i_sync",
-)
-LOWER_IS_BETTER = {"clip_i_sync"}
-
 
 class ImageEncoder(Protocol):
     def images(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
