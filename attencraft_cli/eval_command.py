@@ -24,12 +24,15 @@ from evaluation.catalog import (
     DINO_METRICS,
     METHODS,
     PAPER_METRICS,
+    TOY_METRICS,
     check_encoder_source,
 )
-from evaluation.datasets import EvalImage, folder_dataset
+from evaluation.datasets import EvalImage, folder_dataset, toy_dataset
 from evaluation.prompts import SINGLE_TEMPLATES, PromptSet, load_prompt_set
 
 RUN_FILE = "run.json"
+TOY = "toy"
+TOY_SCENES = 15  # as many as the paper's datasets
 SERVICE_PARALLEL = 8  # cells in flight on a deployment: enough to keep several GPU workers busy
 
 
@@ -56,13 +59,24 @@ def add_eval_command(subparsers: Any) -> None:
         "attencraft eval ../shared/datasets --model tiny --steps 20 --prompts 2 --images-per-prompt 2 --seeds 1 "
         "--clip ENCODERS/clip --dino ENCODERS/dino --out eval-smoke",
     )
-    parser.add_argument("dataset", help="a folder of images (e.g. ../shared/datasets) named by their concepts")
+    parser.add_argument(
+        "dataset", help="`toy` (the toy world's held-out scenes) or a folder of images named by their concepts"
+    )
+    parser.add_argument("--scenes", type=positive, default=None, help=f"with toy: how many scenes ({TOY_SCENES})")
     parser.add_argument("--methods", default="attencraft", help=f"comma-separated, of: {', '.join(METHODS)}")
-    parser.add_argument("--metrics", default=",".join(PAPER_METRICS), help="comma-separated metric names")
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help=f"comma-separated, of: {', '.join(PAPER_METRICS + TOY_METRICS)} (default: all the dataset has)",
+    )
     parser.add_argument("--seeds", type=positive, default=3, help="seeds 0..N-1 per method and image")
     parser.add_argument("--out", type=Path, required=True, help="folder for cells (a rerun reuses them) and the report")
     parser.add_argument("--manifest", type=Path, default=None, help="JSON of concept names and masks per image name")
-    parser.add_argument("--model", default="tiny", help="base model: tiny, sd21-random, a hub id or a local folder")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="base model: tiny, toy, sd21-random, a hub id or a local folder (default: toy on toy scenes, else tiny)",
+    )
     parser.add_argument("--steps", type=positive, default=300, help="training steps per cell")
     parser.add_argument(
         "--prompts", type=positive, default=len(SINGLE_TEMPLATES), help="the first N single and N group templates"
@@ -96,8 +110,25 @@ def names_from(text: str, known: tuple[str, ...], what: str) -> list[str]:
 
 
 def _dataset(arguments: argparse.Namespace) -> tuple[str, list[EvalImage]]:
+    if arguments.dataset == TOY:
+        if arguments.manifest is not None:
+            raise CommandError("--manifest describes a folder dataset; toy scenes come with their truth.")
+        return f"toy ({arguments.scenes or TOY_SCENES} held-out scenes)", toy_dataset(arguments.scenes or TOY_SCENES)
+    if arguments.scenes is not None:
+        raise CommandError("--scenes counts toy scenes; it goes with the dataset `toy`.")
     root = Path(arguments.dataset)
     return root.name or str(root), folder_dataset(root, arguments.manifest)
+
+
+def _metrics(arguments: argparse.Namespace) -> list[str]:
+    toy = arguments.dataset == TOY
+    if arguments.metrics is None:
+        return list(PAPER_METRICS + TOY_METRICS) if toy else list(PAPER_METRICS)
+    metrics = names_from(arguments.metrics, PAPER_METRICS + TOY_METRICS, "metric")
+    needing_truth = [name for name in metrics if name in TOY_METRICS]
+    if needing_truth and not toy:
+        raise CommandError(f"{', '.join(needing_truth)} need the toy world's ground truth (use the dataset `toy`).")
+    return metrics
 
 
 def _check_output_folder(out: Path) -> None:
@@ -120,7 +151,8 @@ def _service_client(arguments: argparse.Namespace) -> Any:
 
 def run_eval(arguments: argparse.Namespace) -> int:
     methods = names_from(arguments.methods, METHODS, "method")
-    metrics = names_from(arguments.metrics, PAPER_METRICS, "metric")
+    metrics = _metrics(arguments)
+    arguments.model = arguments.model or (TOY if arguments.dataset == TOY else "tiny")
     check_model_spec(arguments.model)
     check_device_name(arguments.device)
     if set(metrics) & set(CLIP_METRICS):

@@ -22,7 +22,9 @@ PAPER_METRICS = (
 )
 CLIP_METRICS = ("clip_i_single", "clip_i_group", "clip_t_single", "clip_t_group", "clip_i_sync")
 DINO_METRICS = ("dino_single", "dino_group")
-LOWER_IS_BETTER = frozenset({"clip_i_sync"})
+# The toy world's measures with ground truth (toyworld/measures.py), for toy scenes only.
+TOY_METRICS = ("mask_iou", "identity", "leakage", "sync")
+LOWER_IS_BETTER = frozenset({"clip_i_sync", "leakage", "sync"})
 
 # One bar chart per family.
 FAMILIES = {
@@ -30,6 +32,7 @@ FAMILIES = {
     "clip_t": ("clip_t_single", "clip_t_group"),
     "dino": ("dino_single", "dino_group"),
     "clip_i_sync": ("clip_i_sync",),
+    "toy": TOY_METRICS,
 }
 
 

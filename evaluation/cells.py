@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from evaluation.catalog import CLIP_METRICS, DEFAULT_CLIP, DEFAULT_DINO, DINO_METRICS, PAPER_METRICS
+from evaluation.catalog import CLIP_METRICS, DEFAULT_CLIP, DEFAULT_DINO, DINO_METRICS, PAPER_METRICS, TOY_METRICS
 from evaluation.datasets import EvalImage
 from evaluation.encoders import ClipEncoder, DinoEncoder, clip_encoder, dino_encoder
 from evaluation.metrics import Sample, paper_figures
 from evaluation.prompts import PromptSet
+from evaluation.toy_measures import toy_figures
 
 CELL_FILE = "cell.json"
 STAGES = ("train", "generate", "score")
@@ -130,12 +131,27 @@ class Scorer:
         return clip, dino
 
     def score(self, cell: Cell, trained: Trained, samples: Sequence[Sample]) -> dict[str, Any]:
-        image, masks, _ = self.references(cell, trained)
-        with self.lock:  # one scoring at a time when cells run in parallel: the encoders are shared
-            clip, dino = self.encoders()
-            figures = paper_figures(samples, image, masks, clip=clip, dino=dino)
+        """{"metrics": the chosen ones, "per_concept": {name: figures}, "group": figures}."""
         chosen = self.settings.metrics
-        figures["metrics"] = {name: figures["metrics"][name] for name in chosen if name in PAPER_METRICS}
+        parts = []
+        if any(name in PAPER_METRICS for name in chosen):
+            image, masks, _ = self.references(cell, trained)
+            with self.lock:  # one scoring at a time when cells run in parallel: the encoders are shared
+                clip, dino = self.encoders()
+                parts.append(paper_figures(samples, image, masks, clip=clip, dino=dino))
+        if any(name in TOY_METRICS for name in chosen):
+            parts.append(toy_figures(samples, cell.image.truth, trained.masks))
+        figures: dict[str, Any] = {
+            "metrics": {},
+            "per_concept": {name: {} for name in cell.image.concepts},
+            "group": {},
+        }
+        for part in parts:
+            figures["metrics"].update(part["metrics"])
+            figures["group"].update(part["group"])
+            for name, values in part["per_concept"].items():
+                figures["per_concept"][name].update(values)
+        figures["metrics"] = {name: figures["metrics"][name] for name in chosen}
         return figures
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from attencraft_contract import rules
@@ -122,6 +123,22 @@ def load_entry(entry: Path, shared_manifest: dict[str, Any]) -> EvalImage:
         raise EvaluationError(str(error)) from error
     name = entry.stem if entry.is_file() else entry.name
     return EvalImage(name, image, concepts, _masks(entry, concepts, manifest, image.size))
+
+
+def toy_dataset(scenes: int) -> list[EvalImage]:
+    """The toy world's held-out two-object scenes 0..N-1, with their exact masks and objects (the ground truth)."""
+    from toyworld.scenes import held_out_scene
+
+    images = []
+    for seed in range(scenes):
+        scene = held_out_scene(seed)
+        concepts = [obj.class_name for obj in scene.objects]
+        masks = {
+            name: Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+            for name, mask in zip(concepts, scene.masks, strict=True)
+        }
+        images.append(EvalImage(f"scene{seed}", Image.fromarray(scene.image, mode="RGB"), concepts, masks, scene))
+    return images
 
 
 def folder_dataset(root: Path, manifest: Path | None = None) -> list[EvalImage]:

@@ -15,7 +15,7 @@ from PIL import Image
 from attencraft_core.images import mask_overlay
 from evaluation.catalog import FAMILIES, LOWER_IS_BETTER
 
-CURVE_MEASURES = ("clip_i", "dino")  # the first one a cell's curve has is drawn, per concept
+CURVE_MEASURES = ("clip_i", "dino", "identity")  # the first one a cell's curve has is drawn, per concept
 THUMBNAIL = 1.3  # inches per sample in a grid
 
 

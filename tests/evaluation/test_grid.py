@@ -15,7 +15,7 @@ from evaluation.datasets import EvalImage
 from evaluation.grid import grid_cells, run_grid
 from evaluation.prompts import PromptSet
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def settings(tiny_clip_folder, tiny_dino_folder):
         model="tiny",
         steps=2,
         prompts=PromptSet().first(1),
-        images_per_prompt=2,
+        images_per_prompt=1,
         sampling_steps=2,
         curve_every=1,
         clip=str(tiny_clip_folder),
@@ -52,12 +52,11 @@ def test_a_cell_is_trained_drawn_and_scored(first_run, settings):
     assert result["references"] == "method"
     assert [point["step"] for point in result["curve"]] == [1, 2]
     assert set(result["curve"][0]["per_concept"]) == {"cat", "dog"}
-    assert [sample["prompt"] for sample in result["samples"]] == ["a photo of <cat>"] * 2 + ["a photo of <dog>"] * 2 + [
-        "a photo of <cat> and <dog>"
-    ] * 2
-    assert [sample["seed"] for sample in result["samples"]] == [0, 1] * 3
+    prompts = ["a photo of <cat>", "a photo of <dog>", "a photo of <cat> and <dog>"]
+    assert [sample["prompt"] for sample in result["samples"]] == prompts
+    assert [sample["concept"] for sample in result["samples"]] == ["cat", "dog", None]
     folder = out / result["folder"]
-    assert len(list((folder / "samples").iterdir())) == 6
+    assert len(list((folder / "samples").iterdir())) == 3
     assert sorted(path.name for path in (folder / "masks").iterdir()) == ["cat.png", "dog.png"]
     assert set(result["seconds"]) == {"train", "generate", "score"}
 
@@ -72,7 +71,7 @@ def test_a_rerun_reuses_the_finished_cell_without_loading_the_model(first_run, s
 
 
 def test_other_settings_make_another_cell(settings, cells):
-    changed = replace(settings, images_per_prompt=3)
+    changed = replace(settings, images_per_prompt=2)
     assert cells[0].fingerprint(changed) != cells[0].fingerprint(settings)
     assert cells[0].folder_name(changed) != cells[0].folder_name(settings)
     assert cells[0].fingerprint(replace(settings, dino="elsewhere", metrics=("clip_i_single",))) == cells[

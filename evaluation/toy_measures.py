@@ -1,0 +1,48 @@
+"""The toy world's measures of a cell (toyworld/measures.py): the method's masks against the exact ones, and the
+oracle's reading of every sample: identity (its class in its shade), leakage (another concept of the photo shows up
+in a single-concept picture) and synchronicity (spread of the concepts' identity rates)."""
+
+from collections.abc import Sequence
+from statistics import fmean
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from evaluation.metrics import Sample
+from toyworld.measures import group_identity, identity, leakage, mask_iou, synchronicity
+from toyworld.scenes import SIZE, Scene
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    """(SIZE, SIZE, 3) uint8, as the oracle reads pictures."""
+    return np.asarray(image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+
+
+def _bool_mask(mask: Image.Image) -> np.ndarray:
+    return np.asarray(mask.convert("L").resize((SIZE, SIZE), Image.Resampling.NEAREST)) >= 128
+
+
+def toy_figures(samples: Sequence[Sample], scene: Scene, method_masks: Sequence[Image.Image]) -> dict[str, Any]:
+    objects = {obj.class_name: obj for obj in scene.objects}
+    per_concept: dict[str, dict[str, float]] = {}
+    for (name, concept), predicted, truth in zip(objects.items(), method_masks, scene.masks, strict=True):
+        pictures = [_pixels(sample.image) for sample in samples if sample.concept == name]
+        others = [obj for other, obj in objects.items() if other != name]
+        per_concept[name] = {
+            "mask_iou": mask_iou(_bool_mask(predicted), truth),
+            "identity": fmean(identity(picture, concept) for picture in pictures),
+            "leakage": fmean(leakage(picture, concept, others) for picture in pictures),
+        }
+    group = [_pixels(sample.image) for sample in samples if sample.concept is None]
+    identities = [figures["identity"] for figures in per_concept.values()]
+    return {
+        "metrics": {
+            "mask_iou": fmean(figures["mask_iou"] for figures in per_concept.values()),
+            "identity": fmean(identities),
+            "leakage": fmean(figures["leakage"] for figures in per_concept.values()),
+            "sync": synchronicity(identities),
+        },
+        "per_concept": per_concept,
+        "group": {"identity": fmean(group_identity(picture, list(objects.values())) for picture in group)},
+    }
