@@ -138,7 +138,10 @@ class JobPage(BaseModel):
 
 
 class ArtifactOut(BaseModel):
-    name: str = Field(description="weights, metadata, overlay, loss_curve, mask_<i>, tokenizer, diffusers/<file>, ...")
+    name: str = Field(
+        description="weights, metadata, overlay, loss_curve, mask_<i>, heatmap_<i>_before and heatmap_<i>_after (the "
+        "concept's attention before and after the random walk, from masking on), tokenizer, diffusers/<file>, ..."
+    )
     url: str
     expires_at: datetime
     size: int
@@ -263,6 +266,7 @@ class EventType(enum.StrEnum):
     STATUS = "status"  # {"status"}: the job entered a stage (or was requeued); a generation started
     PROGRESS = "progress"  # {"status", "step", "total", "eta_seconds", "losses": [LossRecord, ...]}
     MASKS = "masks"  # {"count"}: the concepts' masks are stored (their URLs: GET /jobs/{id})
+    HEATMAPS = "heatmaps"  # {"count"}: heatmap_<i>_before/after are stored (GET /jobs/{id}/artifacts)
     RATIOS = "ratios"  # {"ratios": [float, ...]}: the sampling ratios, in concept order
     END = "end"  # {"status", "error"}: the terminal state; the stream ends after it
 

@@ -54,6 +54,16 @@ def mask_images(masks: torch.Tensor, resolution: int) -> list[Image.Image]:
     ]
 
 
+def heatmap_images(maps: torch.Tensor, resolution: int) -> list[Image.Image]:
+    """(N, H, W) maps in [0, 1] -> one 8-bit grayscale picture per map at the model resolution (white = strongest)."""
+    return [
+        Image.fromarray((m.numpy() * 255).round().astype(np.uint8), mode="L").resize(
+            (resolution, resolution), Image.Resampling.BILINEAR
+        )
+        for m in maps.float().clamp(0, 1).cpu()
+    ]
+
+
 def mask_overlay(image: Image.Image, masks: torch.Tensor, opacity: float = 0.5) -> Image.Image:
     """The input image with each mask tinted in its own colour."""
     base = np.asarray(image.convert("RGB"), dtype=np.float32)

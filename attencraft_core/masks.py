@@ -1,6 +1,7 @@
 """Attention-guided mask creation, paper Eq. 3-4 (SPEC 2.3)."""
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +17,20 @@ def min_max_normalize(maps: torch.Tensor) -> torch.Tensor:
     return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(maps)
 
 
-def enhanced_attention(
+@dataclass(frozen=True)
+class AttentionHeatmaps:
+    """Each concept's attention on the self-attention grid, (N, H, W) in [0, 1], around Eq. 3's random walk."""
+
+    before: torch.Tensor  # Â_C: the suppressed cross-attention (A_C)^υ
+    after: torch.Tensor  # A_C^S: after τ steps of the self-attention random walk
+
+
+def attention_heatmaps(
     cross_maps: torch.Tensor, self_attention: torch.Tensor, *, upsilon: float = 2.0, tau: int = 4
-) -> torch.Tensor:
+) -> AttentionHeatmaps:
     """Eq. 3: A_C^S = (A_S)^τ · vec((A_C)^υ), each map min-max normalised.
 
-    cross_maps: (N, h, w); self_attention: (H*W, H*W) row-stochastic. Returns (N, H, W) in [0, 1].
+    cross_maps: (N, h, w); self_attention: (H*W, H*W) row-stochastic.
     """
     count, height, width = cross_maps.shape
     patches = self_attention.shape[0]
@@ -32,7 +41,22 @@ def enhanced_attention(
     suppressed = min_max_normalize(upsampled.clamp_min(0.0) ** upsilon)  # Â_C, (N, H, W)
     random_walk = torch.linalg.matrix_power(self_attention.float(), tau)  # (A_S)^τ, (H*W, H*W)
     enhanced = (random_walk @ suppressed.reshape(count, patches).T).T  # (N, H*W)
-    return min_max_normalize(enhanced.reshape(count, grid_h, grid_w))
+    return AttentionHeatmaps(before=suppressed, after=min_max_normalize(enhanced.reshape(count, grid_h, grid_w)))
+
+
+def enhanced_attention(
+    cross_maps: torch.Tensor, self_attention: torch.Tensor, *, upsilon: float = 2.0, tau: int = 4
+) -> torch.Tensor:
+    """Eq. 3's A_C^S, (N, H, W) in [0, 1]."""
+    return attention_heatmaps(cross_maps, self_attention, upsilon=upsilon, tau=tau).after
+
+
+def winner_masks(enhanced: torch.Tensor, gamma: float = 0.1) -> torch.Tensor:
+    """Eq. 4 on A_C^S (N, H, W): M_i(p) = 1 iff A_i(p) − A_j(p) > γ for all j ≠ i; disjoint by construction."""
+    top2 = enhanced.topk(2, dim=0).values  # (2, H, W): best and runner-up score per pixel
+    is_best = enhanced == top2[0:1]
+    strongest_other = torch.where(is_best, top2[1:2], top2[0:1])  # max_{j≠i} A_j(p), (N, H, W)
+    return enhanced - strongest_other > gamma
 
 
 def delta_masks(
@@ -43,15 +67,8 @@ def delta_masks(
     tau: int = 4,
     gamma: float = 0.1,
 ) -> torch.Tensor:
-    """Eq. 3-4: bool (N, H, W) masks on the self-attention grid; M_i(p) = 1 iff A_i(p) − A_j(p) > γ for all j ≠ i.
-
-    Masks are disjoint by construction; pixels no concept wins are background.
-    """
-    enhanced = enhanced_attention(cross_maps, self_attention, upsilon=upsilon, tau=tau)  # (N, H, W)
-    top2 = enhanced.topk(2, dim=0).values  # (2, H, W): best and runner-up score per pixel
-    is_best = enhanced == top2[0:1]
-    strongest_other = torch.where(is_best, top2[1:2], top2[0:1])  # max_{j≠i} A_j(p), (N, H, W)
-    return enhanced - strongest_other > gamma
+    """Eq. 3-4: bool (N, H, W) masks on the self-attention grid; pixels no concept wins are background."""
+    return winner_masks(enhanced_attention(cross_maps, self_attention, upsilon=upsilon, tau=tau), gamma)
 
 
 def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -15,8 +15,15 @@ from attencraft_contract.models import ImageFit
 from attencraft_core.artifacts import ConceptSet
 from attencraft_core.config import MaskConfig, RatioConfig, TrainingConfig
 from attencraft_core.errors import ConceptNotLocalizedError, InvalidInputError, TrainingCanceled
-from attencraft_core.images import mask_images, masks_from_images, prepare_image
-from attencraft_core.masks import area_fractions, delta_masks, localized, resize_masks
+from attencraft_core.images import heatmap_images, mask_images, masks_from_images, prepare_image
+from attencraft_core.masks import (
+    AttentionHeatmaps,
+    area_fractions,
+    attention_heatmaps,
+    localized,
+    resize_masks,
+    winner_masks,
+)
 from attencraft_core.models import BaseModel
 from attencraft_core.ratios import attention_scores, sampling_probabilities, sampling_ratios
 from attencraft_core.training import (
@@ -50,6 +57,8 @@ class ConceptSpec:
 class LearnCallbacks:
     on_stage: Callable[[Stage], None] = lambda stage: None
     on_masks: Callable[[list[Image.Image]], None] = lambda masks: None
+    # Per concept, the attention before and after the random walk (masks from attention only, not uploaded ones).
+    on_heatmaps: Callable[[list[Image.Image], list[Image.Image]], None] = lambda before, after: None
     on_ratios: Callable[[list[float]], None] = lambda ratios: None
     on_step: Callable[[StepRecord, int], None] = lambda record, total: None
     should_stop: Callable[[], bool] = lambda: False
@@ -111,8 +120,9 @@ def record_attention(
 
 def create_masks(
     model: BaseModel, latents: torch.Tensor, prompt_ids: torch.Tensor, names: list[str], config: MaskConfig, seed: int
-) -> torch.Tensor:
-    """SPEC 2.3: bool (N, H, W) masks on the self-attention grid, from one no-grad forward at t ~ U[0, 300).
+) -> tuple[torch.Tensor, AttentionHeatmaps]:
+    """SPEC 2.3: bool (N, H, W) masks on the self-attention grid, from one no-grad forward at t ~ U[0, 300), and
+    the attention maps they came from.
 
     Retries other timesteps when a concept is not localised, then fails naming the concept.
     """
@@ -123,9 +133,10 @@ def create_masks(
         cross, self_attention = record_attention(
             model, latents, timestep, prompt_ids, len(names), generator, with_self_attention=True
         )
-        masks = delta_masks(cross[0], self_attention[0], upsilon=config.upsilon, tau=config.tau, gamma=config.gamma)
+        heatmaps = attention_heatmaps(cross[0], self_attention[0], upsilon=config.upsilon, tau=config.tau)
+        masks = winner_masks(heatmaps.after, config.gamma)
         if localized(masks, config):
-            return masks.cpu()
+            return masks.cpu(), AttentionHeatmaps(before=heatmaps.before.cpu(), after=heatmaps.after.cpu())
         if best is None or area_fractions(masks).min() > area_fractions(best).min():
             best = masks
     fractions = area_fractions(best)
@@ -190,7 +201,11 @@ def learn_concepts(
                 worst = int(fractions.argmin())
                 raise ConceptNotLocalizedError(names[worst], float(fractions[worst]))
         else:
-            masks = create_masks(model, latents, prompt_ids, names, config.masks, config.seed + MASK_SEED_OFFSET)
+            masks, heatmaps = create_masks(
+                model, latents, prompt_ids, names, config.masks, config.seed + MASK_SEED_OFFSET
+            )
+            before, after = (heatmap_images(maps, model.resolution) for maps in (heatmaps.before, heatmaps.after))
+            callbacks.on_heatmaps(before, after)
         callbacks.on_masks(mask_images(masks, model.resolution))
         timings.record(Stage.MASKING, started)
 

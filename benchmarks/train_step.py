@@ -70,7 +70,7 @@ def main() -> None:
 
     holder: dict[str, torch.Tensor] = {}
     mask_seconds = timed(
-        model, lambda: holder.update(masks=create_masks(model, latents, prompt_ids, ["cat", "dog"], config.masks, 0))
+        model, lambda: holder.update(masks=create_masks(model, latents, prompt_ids, ["cat", "dog"], config.masks, 0)[0])
     )
     ratio_seconds = timed(
         model,

@@ -34,7 +34,7 @@ LastEventId = Annotated[
 
 EVENT_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "An event stream: `id:`, `event:` (status, progress, masks, ratios, end) and "
+        "description": "An event stream: `id:`, `event:` (status, progress, masks, heatmaps, ratios, end) and "
         "`data:` (a JSON object) per event; `:` comment lines are keep-alives. Ends after the `end` event.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from attencraft_contract.models import RUNNING_STATUSES, EventType
@@ -31,6 +31,12 @@ from service.storage import StoredObject
 from service.webhooks import new_secret
 
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, *RUNNING_STATUSES})
+HEATMAP_ARTIFACT_PREFIX = "heatmap_"
+
+
+def heatmap_artifact_name(position: int, moment: str) -> str:
+    """``heatmap_0_before``: the concept at ``position``, before (or after) the random walk."""
+    return f"{HEATMAP_ARTIFACT_PREFIX}{position}_{moment}"
 
 
 @dataclass(frozen=True)
@@ -216,8 +222,11 @@ def claim_job(session: Session, job_id: str) -> int | None:
 def enter_stage(
     session: Session, job_id: str, stage: JobStatus, stage_timings: dict[str, Any], *, attempt: int | None = None
 ) -> bool:
+    """A new stage (and the timings so far); its status event only when the stage changes (claiming the job
+    entered masking already)."""
+    previous = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
     entered = _transition(session, job_id, RUNNING_STATUSES, attempt=attempt, status=stage, stage_timings=stage_timings)
-    if entered:
+    if entered and previous != stage:
         append_job_event(session, job_id, EventType.STATUS, {"status": stage.value})
     return entered
 
@@ -302,6 +311,38 @@ def record_masks(session: Session, job_id: str, mask_keys: Sequence[str]) -> Non
     append_job_event(session, job_id, EventType.MASKS, {"count": len(mask_keys)})
 
 
+def _add_artifacts(
+    session: Session, tenant_id: str, job_id: str, artifacts: Sequence[tuple[str, StoredObject]]
+) -> None:
+    session.add_all(
+        Artifact(
+            tenant_id=tenant_id,
+            job_id=job_id,
+            name=name,
+            key=stored.key,
+            size=stored.size,
+            sha256=stored.sha256,
+            content_type=stored.content_type,
+        )
+        for name, stored in artifacts
+    )
+
+
+def _forget_heatmaps(session: Session, job_id: str) -> None:
+    session.execute(
+        delete(Artifact).where(Artifact.job_id == job_id, Artifact.name.startswith(HEATMAP_ARTIFACT_PREFIX))
+    )
+
+
+def record_heatmaps(
+    session: Session, job_id: str, tenant_id: str, heatmaps: Sequence[tuple[str, StoredObject]]
+) -> None:
+    """The attention heatmaps, listed among the job's files from masking time on (a new attempt replaces them)."""
+    _forget_heatmaps(session, job_id)
+    _add_artifacts(session, tenant_id, job_id, heatmaps)
+    append_job_event(session, job_id, EventType.HEATMAPS, {"count": len(heatmaps) // 2})
+
+
 def record_ratios(session: Session, job_id: str, ratios: Sequence[float]) -> None:
     _set_per_concept(session, job_id, "ratio", ratios)
     append_job_event(session, job_id, EventType.RATIOS, {"ratios": list(ratios)})
@@ -331,18 +372,7 @@ def finish_job(
     )
     if won.rowcount != 1:
         return False
-    session.add_all(
-        Artifact(
-            tenant_id=tenant_id,
-            job_id=job_id,
-            name=name,
-            key=stored.key,
-            size=stored.size,
-            sha256=stored.sha256,
-            content_type=stored.content_type,
-        )
-        for name, stored in artifacts
-    )
+    _add_artifacts(session, tenant_id, job_id, artifacts)
     _record_job_end(session, job_id)
     return True
 
@@ -400,6 +430,8 @@ def should_stop(session: Session, job_id: str, attempt: int) -> bool:
 
 
 def forget_masks(session: Session, job_id: str) -> None:
+    """A canceled job's masks and heatmaps are removed from the store: forget them here too."""
+    _forget_heatmaps(session, job_id)
     session.execute(
         update(Concept)
         .where(Concept.job_id == job_id)

@@ -26,7 +26,7 @@ def stage_one_masks(model: BaseModel, scene: Scene, seed: int = 0) -> list[np.nd
     model.set_identifiers(torch.stack([model.initial_identifier(name) for name in names]))
     try:
         prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, tuple(range(len(names)))))
-        masks = create_masks(model, latents, prompt_ids, names, MaskConfig(), seed)
+        masks, _ = create_masks(model, latents, prompt_ids, names, MaskConfig(), seed)
     except ConceptNotLocalizedError:
         return [np.zeros(scene.masks[0].shape, dtype=bool) for _ in names]
     finally:

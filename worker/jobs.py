@@ -84,6 +84,7 @@ class JobReporter:
         return LearnCallbacks(
             on_stage=self.on_stage,
             on_masks=self.on_masks,
+            on_heatmaps=self.on_heatmaps,
             on_ratios=self.on_ratios,
             on_step=self.on_step,
             should_stop=self.should_stop,
@@ -111,9 +112,21 @@ class JobReporter:
             session.commit()
 
     def on_masks(self, masks: list[Image.Image]) -> None:
-        keys = [self._put_png(f"{self.job.prefix}/masks/{index}.png", mask) for index, mask in enumerate(masks)]
+        keys = [self._put_png(f"{self.job.prefix}/masks/{index}.png", mask).key for index, mask in enumerate(masks)]
         with self.sessions() as session:
             repository.record_masks(session, self.job.job_id, keys)
+            session.commit()
+
+    def on_heatmaps(self, before: list[Image.Image], after: list[Image.Image]) -> None:
+        """Stored next to the masks, as heatmap_<i>_before.png and heatmap_<i>_after.png."""
+        stored = [
+            (name, self._put_png(f"{self.job.prefix}/masks/{name}.png", picture))
+            for moment, pictures in (("before", before), ("after", after))
+            for index, picture in enumerate(pictures)
+            for name in [repository.heatmap_artifact_name(index, moment)]
+        ]
+        with self.sessions() as session:
+            repository.record_heatmaps(session, self.job.job_id, self.job.tenant_id, stored)
             session.commit()
 
     def on_ratios(self, ratios: list[float]) -> None:
@@ -174,11 +187,11 @@ class JobReporter:
         with self.sessions() as session:
             return repository.should_stop(session, self.job.job_id, self.attempt)
 
-    def _put_png(self, key: str, picture: Image.Image) -> str:
+    def _put_png(self, key: str, picture: Image.Image) -> StoredObject:
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         buffer.seek(0)
-        return self.store.put(key, buffer, content_type="image/png").key
+        return self.store.put(key, buffer, content_type="image/png")
 
 
 class Heartbeat:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from attencraft_core.masks import delta_masks, enhanced_attention, min_max_normalize, resize_masks
+from attencraft_core.masks import attention_heatmaps, delta_masks, enhanced_attention, min_max_normalize, resize_masks
 from tests.core.synthetic import REGIONS_2, REGIONS_3, block_self_attention, iou, noisy_cross_maps, region_masks
 
 CASES = [(REGIONS_2, [0.4, 0.3]), (REGIONS_3, [0.4, 0.3, 0.3])]
@@ -63,6 +63,9 @@ def test_enhancement_is_a_tau_step_random_walk():
         walked = walked @ self_attention.T
     expected = min_max_normalize(walked.reshape(2, 32, 32))
     torch.testing.assert_close(enhanced_attention(cross, self_attention), expected, rtol=1e-4, atol=1e-5)
+    heatmaps = attention_heatmaps(cross, self_attention)  # what the job shows: before and after the walk
+    torch.testing.assert_close(heatmaps.before, suppressed.reshape(2, 32, 32))
+    torch.testing.assert_close(heatmaps.after, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_resizing_keeps_disjoint_masks_disjoint():

@@ -5,10 +5,12 @@ import json
 import time
 from collections.abc import Callable
 
+import numpy as np
 from PIL import Image
 from safetensors.torch import load_file
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.event_log import events_after, loss_history
 from service.models import Job, JobStatus
 from service.repository import request_cancel
 from service.settings import Settings
@@ -56,6 +58,23 @@ def test_a_job_runs_to_succeeded_with_every_artifact(
     names = {artifact.name for artifact in job.artifacts}
     assert {"weights", "metadata", "overlay", "loss_curve", "mask_0", "mask_1"} <= names
     artifacts = {artifact.name: artifact for artifact in job.artifacts}
+    for index, concept in enumerate(job.concepts):  # each mask is where its concept's walked attention wins
+        mask = np.asarray(Image.open(io.BytesIO(store.read_bytes(concept.mask_key)))) > 127
+        before, after = (
+            np.asarray(Image.open(io.BytesIO(store.read_bytes(artifacts[f"heatmap_{index}_{moment}"].key))))
+            for moment in ("before", "after")
+        )
+        assert before.shape == after.shape == mask.shape
+        assert after[mask].mean() > after[~mask].mean()
+        assert artifacts[f"heatmap_{index}_after"].key.rsplit("/", 1)[0] == concept.mask_key.rsplit("/", 1)[0]
+    with sessions() as session:
+        events = [event.type for event in events_after(session, job_id, 0)]
+    assert events[:5] == ["status", "status", "heatmaps", "masks", "status"]  # queued, masking, ..., estimating
+    assert events[-1] == "end" and "ratios" in events and "progress" in events
+    with sessions() as session:
+        history = loss_history(session, job_id)
+    assert [record.step for record in history] == list(range(1, TRAIN_STEPS + 1))
+    assert all(record.subset and record.subset[0] in ("ball", "box") for record in history)
     assert load_file(str(store.path_for(artifacts["weights"].key)))["embeddings"].shape[0] == 2
     metadata = json.loads(store.read_bytes(artifacts["metadata"].key))
     assert metadata["class_names"] == ["ball", "box"] and metadata["initializers"] == ["ball", "cube"]
@@ -71,6 +90,7 @@ def test_uploaded_masks_replace_mask_creation(
 
     job = _job(sessions, job_id)
     assert job.status == JobStatus.SUCCEEDED, job.error_message
+    assert not any(artifact.name.startswith("heatmap_") for artifact in job.artifacts)  # no attention was computed
 
 
 def test_a_core_error_fails_the_job_with_its_code(
