@@ -8,8 +8,10 @@ failure one sentence that names the setting to change.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
+import os
 import socket
 import sys
 import threading
@@ -37,6 +39,7 @@ WEBHOOK_SENDER_THREADS = 4
 DEMO_POLL_INTERVAL_S = 0.5
 SERVER_START_TIMEOUT_S = 60
 DEFAULT_PORT = 8000
+DATA_DIR_LOCK = "serve.lock"
 
 
 def add_service_commands(subparsers: Any) -> None:
@@ -169,18 +172,27 @@ def database_errors(settings: Settings) -> Iterator[None]:
 
 
 @contextmanager
-def migrated_database(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    """Migrate, then yield a session factory; the engine is disposed afterwards."""
+def database_sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """A session factory on an engine (a connection pool) of its own, disposed afterwards."""
     from service.db import create_db_engine, create_session_factory
-    from service.migrate import upgrade_to_head
 
     with database_errors(settings):
-        upgrade_to_head(settings.database_url)
         engine = create_db_engine(settings.database_url)
     try:
         yield create_session_factory(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def migrated_database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Migrate, then yield a session factory."""
+    from service.migrate import upgrade_to_head
+
+    with database_errors(settings):
+        upgrade_to_head(settings.database_url)
+    with database_sessions(settings) as sessions:
+        yield sessions
 
 
 def open_store(settings: Settings) -> ObjectStore:
@@ -283,12 +295,18 @@ class EmbeddedService:
     """The API app wired to its database, store and queue (see `embedded_service`)."""
 
     def __init__(
-        self, app: FastAPI, store: ObjectStore, queue: JobQueue | InProcessWorker, sessions: sessionmaker[Session]
+        self,
+        app: FastAPI,
+        store: ObjectStore,
+        queue: JobQueue | InProcessWorker,
+        sessions: sessionmaker[Session],
+        background_sessions: sessionmaker[Session],
     ) -> None:
         self.app = app
         self.store = store
         self.queue = queue
         self.sessions = sessions
+        self.background_sessions = background_sessions  # the worker's, heartbeat's and sweeper's own pool
 
     def new_key(self, tenant: str = "default") -> str:
         """A fresh API key for the tenant (the demo's own, and tests')."""
@@ -308,23 +326,57 @@ class EmbeddedService:
 
 
 @contextmanager
+def data_dir_lock(settings: Settings) -> Iterator[None]:
+    """Own the data directory while serving from it: a second embedded server on it would fail the first one's
+    running jobs as interrupted and run its queued ones twice. Taken before anything is written there."""
+    import fcntl
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.data_dir / DATA_DIR_LOCK).open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            lock.seek(0)
+            owner = lock.read().strip()
+            raise CommandError(
+                f"Another AttenCraft server{f' (process {owner})' if owner else ''} is using the data directory "
+                f"{settings.data_dir.resolve()}; stop it, or give this one its own with --data-dir."
+            ) from error
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield  # the lock ends with the file's closing, also when the process dies
+
+
+@contextmanager
 def embedded_service(settings: Settings) -> Iterator[EmbeddedService]:
     """Check the store (and, in embedded mode, that the device exists), migrate, start the queue, build the app.
 
-    The base model then loads in the background; /readyz says "loading" until it is ready, or why it failed.
+    In embedded mode the data directory is locked first. The base model then loads in the background; /readyz
+    says "loading" until it is ready, or why it failed.
     """
+    with contextlib.ExitStack() as owned:
+        if settings.queue == "inprocess":
+            owned.enter_context(data_dir_lock(settings))
+        yield owned.enter_context(_embedded_service(settings))
+
+
+@contextmanager
+def _embedded_service(settings: Settings) -> Iterator[EmbeddedService]:
     from service.app import create_app
 
     check_base_model_setting(settings)
     store = open_store(settings)
-    with migrated_database(settings) as sessions:
+    with migrated_database(settings) as sessions, database_sessions(settings) as background_sessions:
         if settings.queue == "inprocess":
             from attencraft_core.models import resolve_device
 
             resolve_device(settings.device)
         engine: Engine = sessions.kw["bind"]
-        with job_queue(settings, sessions, store) as queue:
-            yield EmbeddedService(create_app(settings, queue=queue, store=store, engine=engine), store, queue, sessions)
+        # Requests never wait for a connection the training worker holds, nor the worker for theirs.
+        with job_queue(settings, background_sessions, store) as queue:
+            app = create_app(settings, queue=queue, store=store, engine=engine)
+            yield EmbeddedService(app, store, queue, sessions, background_sessions)
 
 
 def report_model_load(queue: JobQueue | InProcessWorker) -> None:

@@ -16,17 +16,29 @@ def _enable_sqlite_concurrency(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_db_engine(database_url: str) -> Engine:
+POOL_SIZE = 20
+POOL_OVERFLOW = 20
+POOL_TIMEOUT_S = 5.0  # a request that cannot get a connection this soon is a 503 with Retry-After
+
+
+def create_db_engine(
+    database_url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    pool_overflow: int = POOL_OVERFLOW,
+    pool_timeout_s: float = POOL_TIMEOUT_S,
+) -> Engine:
     url = make_url(database_url)
+    pool = {"pool_size": pool_size, "max_overflow": pool_overflow, "pool_timeout": pool_timeout_s}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         event.listen(engine, "connect", _enable_sqlite_concurrency)
         return engine
     if url.drivername in ("postgresql", "postgres"):  # postgres:// is what many hosting platforms hand out
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
+    return create_engine(url, pool_recycle=1800, **pool)
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -3,10 +3,13 @@
 Dependencies that do no I/O are ``async def`` so FastAPI runs them inline rather than in its thread pool.
 """
 
-from collections.abc import Iterator
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -26,9 +29,47 @@ async def get_app_settings(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     # Sync on purpose: FastAPI closes it on a separate thread limiter, so closing never waits behind routes
-    # that wait for a pooled connection.
+    # that wait for a pooled connection. Routes give the connection back earlier (SessionReleasingRoute).
     with request.app.state.session_factory() as session:
         yield session
+
+
+def _close_sessions(arguments: Mapping[str, Any]) -> None:
+    for value in arguments.values():
+        if isinstance(value, Session):
+            value.close()
+
+
+def _releasing_sessions(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """``endpoint`` closing its sessions as soon as it returns: the pooled connection goes back before the response
+    is serialised (a second trip through the thread pool). Holding it until then lets finished requests keep every
+    connection while new ones hold every thread, a deadlock only the pool timeout breaks."""
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def released_after_await(**arguments: Any) -> Any:
+            try:
+                return await endpoint(**arguments)
+            finally:
+                _close_sessions(arguments)
+
+        return released_after_await
+
+    @functools.wraps(endpoint)
+    def released_after_call(**arguments: Any) -> Any:
+        try:
+            return endpoint(**arguments)
+        finally:
+            _close_sessions(arguments)
+
+    return released_after_call
+
+
+class SessionReleasingRoute(APIRoute):
+    """The route class of every router whose routes take a SessionDep."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _releasing_sessions(endpoint), **kwargs)
 
 
 async def get_store(request: Request) -> ObjectStore:
@@ -52,6 +93,14 @@ PromptLengthsDep = Annotated[PromptLengthChecker, Depends(get_prompt_lengths)]
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 
+def _look_up_and_release(session: Session, key: str) -> TenantRef | None:
+    """The lookup gives its connection back before the route waits for a thread (see _releasing_sessions)."""
+    try:
+        return look_up_tenant(session, key)
+    finally:
+        session.close()
+
+
 async def get_current_tenant(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
@@ -59,7 +108,7 @@ async def get_current_tenant(
     if credentials is None:
         raise Unauthorized("Send an API key in the header `Authorization: Bearer <key>`.", code="missing_api_key")
     # Looked up on every request, never cached: a revoked key stops working at once in every API process.
-    tenant = await run_in_threadpool(look_up_tenant, session, credentials.credentials)
+    tenant = await run_in_threadpool(_look_up_and_release, session, credentials.credentials)
     if tenant is None:
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
     return tenant

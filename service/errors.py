@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -74,6 +75,7 @@ class ServiceUnavailable(ServiceError):
     status = 503
     code = "not_ready"
     title = "Service not ready"
+    retry_after_s = 5
 
 
 QUEUE_UNAVAILABLE = "queue_unavailable"
@@ -109,7 +111,13 @@ def problem_response(
 
 def _service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    headers = (
+        {"WWW-Authenticate": "Bearer"}
+        if isinstance(exc, Unauthorized)
+        else {"Retry-After": str(exc.retry_after_s)}
+        if isinstance(exc, ServiceUnavailable)
+        else None
+    )
     return problem_response(
         status=exc.status,
         code=exc.code,
@@ -194,20 +202,34 @@ _HTTP_DETAILS = {
 }
 
 
+class DatabaseBusy(ServiceUnavailable):
+    code = "database_busy"
+    retry_after_s = 1
+
+
+def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A lost database connection, or no free pooled connection within the pool timeout: a 503 to retry."""
+    if isinstance(exc, PoolTimeout):
+        logger.warning("no database connection free within the pool timeout")
+        error: ServiceError = DatabaseBusy("The service is busy; try again in a moment.")
+    else:
+        logger.error("database unavailable", exc_info=exc)
+        error = ServiceUnavailable("The database is unavailable; try again shortly.", code="database_down")
+    return _service_error_handler(request, error)
+
+
 def _unexpected_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    """Last resort: a problem+json 5xx without internals; a lost database connection is a 503."""
+    """Last resort: a problem+json 500 without internals."""
     logger.error("unhandled error", exc_info=exc)
-    error: ServiceError = (
-        ServiceUnavailable("The database is unavailable; try again shortly.", code="database_down")
-        if isinstance(exc, OperationalError)
-        else InternalError("Something went wrong on our side; the error was logged.")
-    )
+    error = InternalError("Something went wrong on our side; the error was logged.")
     return problem_response(status=error.status, code=error.code, title=error.title, detail=error.detail)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error_handler)
     app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(OperationalError, _database_error_handler)
+    app.add_exception_handler(PoolTimeout, _database_error_handler)
     app.add_exception_handler(InputError, _input_error_handler)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
     app.add_exception_handler(HTTPException, _http_exception_handler)

@@ -3,12 +3,12 @@
 from fastapi import APIRouter
 
 from attencraft_contract.models import ConceptOut
-from service.deps import CurrentTenant, SessionDep, UrlSignerDep
+from service.deps import CurrentTenant, SessionDep, SessionReleasingRoute, UrlSignerDep
 from service.presenters import concept_out
 from service.repository import get_concept
 from service.routes.problems import problem_responses
 
-router = APIRouter(prefix="/concepts", tags=["concepts"])
+router = APIRouter(prefix="/concepts", tags=["concepts"], route_class=SessionReleasingRoute)
 
 
 @router.get("/{concept_id}", summary="A learned concept", responses=problem_responses(401, 404))

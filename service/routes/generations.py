@@ -12,7 +12,15 @@ from starlette.concurrency import run_in_threadpool
 from attencraft_contract.limits import MAX_SEED
 from attencraft_contract.models import GenerateRequest, GenerationOut
 from attencraft_contract.rules import check_placeholders
-from service.deps import CurrentTenant, PromptLengthsDep, QueueDep, SessionDep, SettingsDep, UrlSignerDep
+from service.deps import (
+    CurrentTenant,
+    PromptLengthsDep,
+    QueueDep,
+    SessionDep,
+    SessionReleasingRoute,
+    SettingsDep,
+    UrlSignerDep,
+)
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, ServiceUnavailable
 from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
 from service.generation_repository import add_generation, concept_set_of, fail_generation, get_generation
@@ -25,7 +33,7 @@ from service.routes.problems import problem_responses
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})\b", re.IGNORECASE)
 POLL_INTERVAL_S = 0.2
 
-router = APIRouter(tags=["generations"])
+router = APIRouter(tags=["generations"], route_class=SessionReleasingRoute)
 
 
 def _submit(

@@ -5,12 +5,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from attencraft_contract.models import Health, Readiness
-from service.deps import QueueDep, SessionDep, StoreDep
+from service.deps import QueueDep, SessionDep, SessionReleasingRoute, StoreDep
 from service.errors import ServiceUnavailable
 from service.routes.problems import problem_responses
 from service.storage import StorageError
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=SessionReleasingRoute)
 
 
 @router.get("/healthz", summary="The process is up")

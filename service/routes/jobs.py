@@ -8,7 +8,7 @@ from attencraft_contract import rules
 from attencraft_contract.images import check_image, check_masks, mask_as_png
 from attencraft_contract.limits import MAX_CONCEPTS, MAX_WEBHOOK_URL_CHARS, MIN_CONCEPTS
 from attencraft_contract.models import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage, LossHistory
-from service.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep, UrlSignerDep
+from service.deps import CurrentTenant, QueueDep, SessionDep, SessionReleasingRoute, SettingsDep, StoreDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
 from service.event_log import loss_history
 from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
@@ -20,7 +20,7 @@ from service.routes.problems import problem_responses
 from service.storage.layout import checkpoints_prefix, job_prefix
 from service.uploads import check_webhook_target
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=SessionReleasingRoute)
 
 # What the contract's rules enforce, stated in the OpenAPI document (the rules, not FastAPI, check them, so the API
 # and the CLI say the same sentence for the same mistake).

@@ -3,12 +3,12 @@
 from fastapi import APIRouter
 
 from attencraft_contract.models import WebhookDeliveryList, WebhookSecret
-from service.deps import CurrentTenant, SessionDep
+from service.deps import CurrentTenant, SessionDep, SessionReleasingRoute
 from service.presenters import delivery_list
 from service.repository import list_deliveries, webhook_secret
 from service.routes.problems import problem_responses
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=SessionReleasingRoute)
 
 
 @router.get(

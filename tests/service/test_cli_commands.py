@@ -1,5 +1,6 @@
 """`attencraft keys create|list|revoke`, `migrate` and the default tenant key of `attencraft serve`, in-process."""
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,8 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from attencraft_cli.errors import CommandError
 from attencraft_cli.main import main
-from attencraft_cli.service_commands import announce_default_key, migrated_database
+from attencraft_cli.service_commands import (
+    DATA_DIR_LOCK,
+    announce_default_key,
+    data_dir_lock,
+    embedded_service,
+    migrated_database,
+)
 from service.app import create_app
 from service.auth import look_up_tenant
 from service.db import create_db_engine, create_session_factory
@@ -123,3 +131,26 @@ def test_a_postgres_url_is_read_as_postgresql() -> None:
     engine = create_db_engine("postgres://user@127.0.0.1:5432/attencraft")
     assert engine.url.drivername == "postgresql+psycopg"
     engine.dispose()
+
+
+def test_a_second_server_on_a_data_directory_in_use_stops_before_writing_anything(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with data_dir_lock(Settings()):  # what a running `attencraft serve` holds
+        assert main(["serve", "--model", "tiny", "--device", "cpu", "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert f"(process {os.getpid()}) is using the data directory {data_dir.resolve()}" in error
+    assert "--data-dir" in error and error.count("\n") == 1
+    assert [path.name for path in data_dir.iterdir()] == [DATA_DIR_LOCK]  # no database, no store, no secret
+
+
+def test_the_embedded_service_owns_its_data_directory_while_it_runs(data_dir: Path) -> None:
+    settings = Settings(base_model="tiny", device="cpu")
+    with (
+        embedded_service(settings),
+        pytest.raises(CommandError, match="is using the data directory"),
+        data_dir_lock(settings),
+    ):
+        pass
+    with data_dir_lock(settings):  # free again once it stopped
+        pass

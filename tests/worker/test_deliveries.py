@@ -1,6 +1,7 @@
 """Webhook deliveries and stale-job sweeps against the database, without a broker: the logic the Celery tasks
 and the embedded mode's sender threads share."""
 
+import contextlib
 import io
 import json
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from standardwebhooks import Webhook
 from attencraft_cli.sample_photo import two_object_photo
 from attencraft_cli.service_commands import embedded_service
 from service import repository
+from service.db import POOL_OVERFLOW, POOL_SIZE
 from service.models import DeliveryStatus, Job, JobStatus, WebhookDelivery, utc_now
 from service.settings import Settings
 from tests.worker.cluster import poll, webhook_receiver
@@ -114,7 +116,7 @@ def test_a_stale_running_job_is_requeued_and_resumes_as_a_new_attempt(
     ]
 
 
-def test_the_embedded_service_delivers_webhooks_from_its_own_threads(tmp_path: Path) -> None:
+def test_the_embedded_service_trains_and_delivers_webhooks_from_its_own_threads_and_pool(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path, base_model="tiny", device="cpu", webhook_allow_loopback=True, sweep_interval_seconds=0.2
     )
@@ -130,7 +132,11 @@ def test_the_embedded_service_delivers_webhooks_from_its_own_threads(tmp_path: P
             files={"image": ("photo.png", buffer.getvalue(), "image/png")},
             data={"concepts": ["ball", "box"], "options": json.dumps({"steps": 2}), "webhook_url": receiver.url},
         ).json()
-        poll(lambda: receiver.requests, timeout_s=180, what="the webhook")
+        with contextlib.ExitStack() as api_pool_held:  # busy requests: the worker must not need their connections
+            api_engine = service.sessions.kw["bind"]
+            for _ in range(POOL_SIZE + POOL_OVERFLOW):
+                api_pool_held.enter_context(api_engine.connect())
+            poll(lambda: receiver.requests, timeout_s=180, what="the webhook")
         secret = client.get("/webhooks/secret").json()["secret"]
     headers, body = receiver.requests[0]
     event = Webhook(secret).verify(body, headers)
