@@ -28,8 +28,14 @@ def _post(delivery: WebhookDelivery, secret: str, settings: Settings) -> tuple[i
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
     headers = signed_headers(secret, delivery.id, int(time.time()), body)
     try:
-        check_target(delivery.url, settings.webhook_policy)
-        response = httpx.post(delivery.url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds)
+        target = check_target(delivery.url, settings.webhook_policy)
+        with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:
+            response = http.post(
+                target.url,
+                content=body,
+                headers={**headers, "host": target.host},
+                extensions={"sni_hostname": target.server_name},
+            )
     except WebhookHostUnresolved as error:
         return None, str(error), False
     except WebhookTargetRefused as error:

@@ -53,12 +53,31 @@ def test_retries_back_off_exponentially_with_jitter_over_hours():
         ("http://[::1]/hook", "loopback"),
         ("http://[::ffff:10.0.0.1]/hook", "private"),
         ("http://0.0.0.0/hook", "reserved"),
+        ("http://100.100.100.200/latest/meta-data", "private"),  # shared address space (100.64.0.0/10)
+        ("http://[2002:a9fe:a9fe::1]/hook", r"link-local address \(169\.254\.169\.254 inside"),  # 6to4
+        ("http://[2002:7f00:1::1]/hook", r"loopback address \(127\.0\.0\.1 inside"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook", "192.0.2.45 inside"),  # Teredo to TEST-NET-1
+        ("http://[64:ff9b::a9fe:a9fe]/hook", "link-local"),  # NAT64
+        ("http://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("http://198.18.0.1/hook", "private"),  # benchmarking range
+        ("http://[fec0::1]/hook", "not globally routable"),  # IPv6 site-local
         ("ftp://example.com/hook", "http"),
     ],
 )
 def test_internal_targets_are_refused(url, reason):
     with pytest.raises(WebhookTargetRefused, match=reason):
         check_target(url, TargetPolicy())
+
+
+def test_global_addresses_pass_pinned_to_the_checked_address():
+    target = check_target("https://93.184.215.14:8443/hooks?x=1", TargetPolicy())
+    assert (target.url, target.host, target.server_name) == (
+        "https://93.184.215.14:8443/hooks?x=1",
+        "93.184.215.14:8443",
+        "93.184.215.14",
+    )
+    assert check_target("http://[2002:808:808::1]/h", TargetPolicy()).url == "http://[2002:808:808::1]/h"
+    assert check_target("http://[64:ff9b::808:808]/h", TargetPolicy()).host == "[64:ff9b::808:808]"
 
 
 def test_loopback_is_allowed_only_when_settings_say_so():

@@ -4,9 +4,11 @@ and the embedded mode's sender threads share."""
 import contextlib
 import io
 import json
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -141,3 +143,27 @@ def test_the_embedded_service_trains_and_delivers_webhooks_from_its_own_threads_
     headers, body = receiver.requests[0]
     event = Webhook(secret).verify(body, headers)
     assert (event["type"], event["data"]["id"], event["data"]["status"]) == ("job.succeeded", job["id"], "succeeded")
+
+
+def test_a_delivery_connects_to_the_address_it_checked_not_to_a_second_answer(
+    sessions: sessionmaker[Session], queued_job: Callable[..., str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers loopback (allowed here) when checked, then an unroutable address; no
+    resolver on this machine can do that, so getaddrinfo answers for the made-up name."""
+    real_getaddrinfo = socket.getaddrinfo
+    answers = iter(["127.0.0.1"])
+
+    def rebinding_getaddrinfo(host: str, port: object, *args: object, **kwargs: object) -> list[Any]:
+        if host != "hooks.rebinding.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        address = next(answers, "192.0.2.1")  # TEST-NET-1: nothing answers there
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_getaddrinfo)
+    with webhook_receiver() as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        job_id = _ended_job_with_webhook(sessions, queued_job, f"http://hooks.rebinding.test:{port}/hooks")
+        deliver(sessions, settings, _delivery(sessions, job_id).id)
+    assert _delivery(sessions, job_id).status == DeliveryStatus.DELIVERED
+    ((headers, _body),) = receiver.requests
+    assert headers["host"] == f"hooks.rebinding.test:{port}"
