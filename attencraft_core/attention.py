@@ -4,8 +4,8 @@ One ``AttentionRecorder`` is shared by every attention layer of the UNet. While 
 the query grid whose cross-attention columns it wants and, for mask creation only, the grid whose self-attention
 it wants: a property of the base model (``AttentionGrids``; Stable Diffusion: latent size / 4 and / 2, 16x16 and
 32x32 at 512 px). Layers are chosen by the number of query positions, never by name, so any SD-shaped UNet works.
-Only those layers compute an explicit softmax; every other call, and every call outside a recording, uses
-scaled_dot_product_attention.
+Only those layers compute an explicit softmax, in fp32 whatever the autocast; every other call, and every call
+outside a recording, uses scaled_dot_product_attention.
 """
 
 from collections.abc import Iterator
@@ -164,10 +164,12 @@ class RecordingAttnProcessor:
         record_cross = is_cross and self.recorder.wants_cross(query_length)
         record_self = not is_cross and self.recorder.wants_self(query_length)
         if record_cross or record_self:
-            scores = (query @ key.transpose(-1, -2)) * attn.scale  # (B, heads, Lq, Lk)
-            if attention_mask is not None:
-                scores = scores + attention_mask
-            probabilities = scores.softmax(dim=-1, dtype=torch.float32)
+            # The recorded maps feed masks, ratios and L_attn: scores and softmax in fp32, even under bf16 autocast.
+            with torch.autocast(query.device.type, enabled=False):
+                scores = (query.float() @ key.float().transpose(-1, -2)) * attn.scale  # (B, heads, Lq, Lk)
+                if attention_mask is not None:
+                    scores = scores + attention_mask.float()
+                probabilities = scores.softmax(dim=-1)
             if record_cross:
                 self.recorder.add_cross(probabilities)
             else:

@@ -11,7 +11,6 @@ from PIL import Image
 from attencraft_contract.rules import PLACEHOLDER
 from attencraft_core.errors import InvalidInputError, PromptTooLongError, UnknownPlaceholderError
 from attencraft_core.models import BaseModel, ConceptWeights
-from attencraft_core.training import autocast
 
 SCHEDULERS = {
     "pndm": (PNDMScheduler, {}),
@@ -101,8 +100,8 @@ def generate_batch(
                 pipeline.scheduler = scheduler_class.from_config(original_scheduler.config, **overrides)
                 for start in range(0, len(group), max_batch_images):
                     chunk = group[start : start + max_batch_images]
-                    with torch.no_grad(), autocast(model):
-                        images = pipeline(
+                    with torch.no_grad(), model.autocast():
+                        latents = pipeline(
                             prompt=[prompt for _, prompt, _, _ in chunk],
                             negative_prompt=[negative for _, _, negative, _ in chunk],
                             num_inference_steps=settings.steps,
@@ -110,8 +109,9 @@ def generate_batch(
                             height=settings.height,
                             width=settings.width,
                             generator=[torch.Generator(device="cpu").manual_seed(seed) for *_, seed in chunk],
-                            output_type="pil",
+                            output_type="latent",
                         ).images
+                    images = model.decode_latents(latents)
                     for (index, *_), image in zip(chunk, images, strict=True):
                         results[index].append(image)
     finally:

@@ -1,6 +1,8 @@
 """Which base model and device a user asked for, checked without torch (so a typo fails before a long import)."""
 
 import re
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from attencraft_core.errors import ModelLoadError
@@ -11,6 +13,21 @@ TOY = "toy"  # a diffusers folder shipped in the package
 BUILT_IN_MODELS = (TINY, SD21_RANDOM, TOY)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+class Precision(StrEnum):
+    """How the UNet, text encoder and attention compute; weights, optimiser state and losses stay fp32."""
+
+    AUTO = "auto"  # bf16 autocast on CUDA, fp32 elsewhere
+    BF16 = "bf16"  # bf16 autocast on any device: on CPU it runs the CUDA code path, which is how tests prove it
+    FP32 = "fp32"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a loaded base model runs on its device; none of these changes results beyond bf16 rounding."""
+
+    precision: Precision = Precision.AUTO
 
 
 def check_model_spec(spec: str) -> None:

@@ -31,7 +31,15 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from attencraft_contract.limits import MAX_CONCEPTS
 from attencraft_core.attention import AttentionGrids, AttentionRecorder, RecordingAttnProcessor
 from attencraft_core.errors import BaseModelMismatchError, InvalidInputError, ModelLoadError
-from attencraft_core.model_spec import SD21_RANDOM, TINY, TOY, check_device_name, check_model_spec
+from attencraft_core.model_spec import (
+    SD21_RANDOM,
+    TINY,
+    TOY,
+    Precision,
+    RunOptions,
+    check_device_name,
+    check_model_spec,
+)
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
 from attencraft_core.tokens import IdentifierEmbedding, class_name_embedding, slot_token_strings
 
@@ -105,9 +113,14 @@ _BUILT_IN = {
 BUILTIN_NAMES = (*_BUILT_IN, *BUILTIN_FOLDERS)
 
 
-def build_builtin_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
-    """A Stable-Diffusion-shaped pipeline with seeded random weights, built offline from config."""
+def build_builtin_pipeline(name: str, seed: int = 0, resolution: int | None = None) -> StableDiffusionPipeline:
+    """A Stable-Diffusion-shaped pipeline with seeded random weights, built offline from config; ``resolution``
+    (pixels, a multiple of 32) overrides the built-in one (the weights do not depend on it)."""
     config = _BUILT_IN[name]
+    if resolution is not None:
+        if resolution <= 0 or resolution % 32:
+            raise InvalidInputError(f"A built-in resolution must be a positive multiple of 32, not {resolution}.")
+        config = {**config, "unet": {**config["unet"], "sample_size": resolution // 8}}
     with tempfile.TemporaryDirectory() as tokenizer_dir:
         tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer_files(Path(tokenizer_dir)))
     torch.manual_seed(seed)
@@ -151,9 +164,11 @@ def build_builtin_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
     )
 
 
-def _load_pipeline(spec: str, revision: str | None) -> StableDiffusionPipeline:
+def _load_pipeline(spec: str, revision: str | None, resolution: int | None) -> StableDiffusionPipeline:
     if spec in _BUILT_IN:
-        return build_builtin_pipeline(spec)
+        return build_builtin_pipeline(spec, resolution=resolution)
+    if resolution is not None:
+        raise InvalidInputError(f"Only a built-in model ({', '.join(_BUILT_IN)}) can be built at another resolution.")
     local = BUILTIN_FOLDERS.get(spec, Path(spec).expanduser())
     try:
         return StableDiffusionPipeline.from_pretrained(
@@ -224,6 +239,7 @@ class BaseModel:
         revision: str | None,
         device: torch.device,
         settings: ModelSettings | None = None,
+        options: RunOptions | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.name = name
@@ -260,6 +276,25 @@ class BaseModel:
         self.fingerprint = _weights_fingerprint(
             [base_embedding.weight] + [w for pair in self._base_kv.values() for w in pair]
         )
+        self.configure(options or RunOptions())
+
+    def configure(self, options: RunOptions) -> None:
+        """Apply run options; they change speed, memory and bf16 rounding, never the weights."""
+        self.options = options
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """bf16 when the model computes under bf16 autocast, None in full precision."""
+        precision = self.options.precision
+        if precision == Precision.BF16 or (precision == Precision.AUTO and self.device.type == "cuda"):
+            return torch.bfloat16
+        return None
+
+    def autocast(self) -> torch.autocast:
+        """The one autocast context of training, attention recording and generation; the same code on every
+        device, disabled in full precision."""
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     @property
     def latent_size(self) -> tuple[int, int]:
@@ -318,6 +353,15 @@ class BaseModel:
         vae = self.pipeline.vae
         posterior = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
         return posterior.mean.float() * vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> list[Image.Image]:
+        """(B, 4, h, w) scaled latents -> RGB images. The VAE decodes in fp32 outside autocast: Stable Diffusion's
+        VAE overflows and bands in half precision (the upcast diffusers applies for SD 2.1 and SDXL)."""
+        vae = self.pipeline.vae
+        with torch.autocast(self.device.type, enabled=False):
+            pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        return self.pipeline.image_processor.postprocess(pixels.float(), output_type="pil")
 
     @contextmanager
     def applied(self, weights: ConceptWeights) -> Iterator[dict[str, str]]:
@@ -378,11 +422,13 @@ def load_base_model(
     *,
     device: str | torch.device | None = None,
     revision: str | None = None,
+    options: RunOptions | None = None,
+    resolution: int | None = None,
 ) -> BaseModel:
     """Load a base model: ``tiny``, ``sd21-random``, a local diffusers folder or a hub id (weights kept in fp32;
-    CUDA runs use bf16 autocast)."""
+    by default CUDA runs use bf16 autocast). ``resolution`` rebuilds a built-in model at another size."""
     target = resolve_device(device)
     check_model_spec(spec)
-    pipeline = _load_pipeline(spec, revision)
+    pipeline = _load_pipeline(spec, revision, resolution)
     pipeline.to(target)
-    return BaseModel(pipeline, spec, revision, target, read_model_settings(spec))
+    return BaseModel(pipeline, spec, revision, target, read_model_settings(spec), options)

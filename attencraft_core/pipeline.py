@@ -30,7 +30,6 @@ from attencraft_core.training import (
     FeatureRetainingTrainer,
     StepRecord,
     TrainingCheckpoint,
-    autocast,
     concept_prompt,
     noise_scheduler,
     token_positions,
@@ -111,7 +110,7 @@ def record_attention(
     noisy = noisy_latents(model, latents, timesteps, generator)
     text_states = model.encode_prompt_ids(prompt_ids).expand(timesteps.shape[0], -1, -1)
     recording = model.recorder.record(model.attention_grids, positions, with_self_attention=with_self_attention)
-    with autocast(model), recording:
+    with model.autocast(), recording:
         model.pipeline.unet(noisy, timesteps.to(model.device), encoder_hidden_states=text_states)
         cross = model.recorder.cross_maps().float()
         self_attention = model.recorder.self_attention().float() if with_self_attention else None

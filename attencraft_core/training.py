@@ -74,11 +74,6 @@ def noise_scheduler(model: BaseModel) -> DDPMScheduler:
     return DDPMScheduler.from_config(model.pipeline.scheduler.config)
 
 
-def autocast(model: BaseModel) -> torch.autocast:
-    """bf16 autocast on CUDA, full precision elsewhere."""
-    return torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=model.device.type == "cuda")
-
-
 @dataclass(frozen=True)
 class StepRecord:
     step: int
@@ -178,7 +173,7 @@ class FeatureRetainingTrainer:
         noise = torch.randn(self.latents.shape, generator=self.generator).to(model.device)
         timestep = timestep.to(model.device)
         noisy = self.scheduler.add_noise(self.latents, noise, timestep)
-        with autocast(model), model.recorder.record(model.attention_grids, positions):
+        with model.autocast(), model.recorder.record(model.attention_grids, positions):
             text_states = model.encode_prompt_ids(input_ids)
             prediction = model.pipeline.unet(noisy, timestep, encoder_hidden_states=text_states).sample
             cross_maps = model.recorder.cross_maps()[0]  # (K, h', w')
