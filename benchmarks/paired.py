@@ -58,7 +58,7 @@ class PairedTiming:
     def report(self) -> str:
         low, high = self.interquartile
         line = (
-            f"{self.name}={self.ratio:.3f} (IQR {low:.3f}-{high:.3f}, {len(self.ratios)} pairs; "
+            f"{self.name}={self.ratio:.4g} (IQR {low:.4g}-{high:.4g}, {len(self.ratios)} pairs; "
             f"baseline {statistics.median(self.baseline_seconds):.4f} s, "
             f"candidate {statistics.median(self.candidate_seconds):.4f} s)"
         )

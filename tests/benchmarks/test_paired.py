@@ -29,7 +29,7 @@ def test_ratio_survives_a_machine_that_slows_down_in_between():
     assert timing.ratio == 1.25
     assert timing.conclusive
     assert "TOO NOISY" not in timing.report()
-    assert timing.report().startswith("overhead=1.250 (IQR 1.250-1.250, 10 pairs;")
+    assert timing.report().startswith("overhead=1.25 (IQR 1.25-1.25, 10 pairs;")
 
 
 def test_pairs_alternate_which_variant_goes_first():
