@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from attencraft_contract.errors import InputError, InputTooLarge, UnsupportedInput
+from service.storage.base import StorageFull, StorageUnavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -76,6 +77,12 @@ class ServiceUnavailable(ServiceError):
     code = "not_ready"
     title = "Service not ready"
     retry_after_s = 5
+
+
+class InsufficientStorage(ServiceError):
+    status = 507
+    code = "storage_full"
+    title = "Insufficient storage"
 
 
 QUEUE_UNAVAILABLE = "queue_unavailable"
@@ -218,6 +225,17 @@ def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return _service_error_handler(request, error)
 
 
+def _storage_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The store is full (507) or cannot be reached (503): nothing was kept, the client may try again later."""
+    logger.warning("storage: %s", exc)
+    error: ServiceError = (
+        InsufficientStorage("The store is full, so nothing was kept; try again once space has been freed.")
+        if isinstance(exc, StorageFull)
+        else ServiceUnavailable("The store cannot be reached right now; try again shortly.", code="storage_unavailable")
+    )
+    return _service_error_handler(request, error)
+
+
 def _unexpected_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     """Last resort: a problem+json 500 without internals."""
     logger.error("unhandled error", exc_info=exc)
@@ -230,6 +248,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(OperationalError, _database_error_handler)
     app.add_exception_handler(PoolTimeout, _database_error_handler)
+    app.add_exception_handler(StorageFull, _storage_error_handler)
+    app.add_exception_handler(StorageUnavailable, _storage_error_handler)
     app.add_exception_handler(InputError, _input_error_handler)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
     app.add_exception_handler(HTTPException, _http_exception_handler)

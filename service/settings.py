@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(default="", description="SQLAlchemy URL; default: a SQLite file in data_dir.")
     storage_url: str = Field(default="", description="file:///dir or s3://bucket[/prefix]; default: data_dir/store.")
+    storage_min_free_mb: int = Field(
+        default=100, ge=0, description="Local store: /readyz reports storage not ready below this much free space."
+    )
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO); None means AWS.")
     s3_region: str = "us-east-1"
     signed_url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)

@@ -26,13 +26,15 @@ from attencraft_core.training import StepRecord, TrainingCheckpoint
 from service import repository
 from service.models import Job, JobStatus, utc_now
 from service.prompts import TOKENIZER_ARTIFACT
-from service.storage import ObjectStore, StoredObject
+from service.storage import ObjectStore, StorageFull, StorageUnavailable, StoredObject
 from service.storage.layout import checkpoints_prefix, job_prefix
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {".png": "image/png", ".json": "application/json", ".csv": "text/csv"}
 PROGRESS_INTERVAL_S = 1.0
+STORAGE_FULL_MESSAGE = "The store ran out of space while the job wrote its results; submit it again once space is free."
+STORAGE_UNAVAILABLE_MESSAGE = "The store could not be reached while the job wrote its results; submit it again."
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,10 @@ class JobRunner:
                 self._cancel(job, reporter)
             except AttenCraftError as error:
                 self._fail(job, reporter, error.code, str(error))
+            except StorageFull:
+                self._fail(job, reporter, "storage_full", STORAGE_FULL_MESSAGE)
+            except StorageUnavailable:
+                self._fail(job, reporter, "storage_unavailable", STORAGE_UNAVAILABLE_MESSAGE)
             except Exception:  # the worker's last line of defence: record the failure, keep serving
                 logger.exception("job %s failed unexpectedly", job_id)
                 self._fail(job, reporter, "internal_error", "The job failed because of an internal error.")

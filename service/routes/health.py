@@ -8,7 +8,7 @@ from attencraft_contract.models import Health, Readiness
 from service.deps import QueueDep, SessionDep, SessionReleasingRoute, StoreDep
 from service.errors import ServiceUnavailable
 from service.routes.problems import problem_responses
-from service.storage import StorageError
+from service.storage import StorageError, StorageFull
 
 router = APIRouter(tags=["health"], route_class=SessionReleasingRoute)
 
@@ -33,6 +33,8 @@ def readyz(session: SessionDep, store: StoreDep, queue: QueueDep) -> Readiness:
     try:
         store.check()
         checks["storage"] = "ok"
+    except StorageFull as exc:
+        checks["storage"] = f"full: {exc}"
     except StorageError as exc:
         checks["storage"] = f"unavailable: {exc}"
     checks.update(queue.checks())

@@ -45,7 +45,7 @@ OPTIONS_SCHEMA = {
     "",
     status_code=202,
     summary="Submit a training job",
-    responses=problem_responses(400, 401, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 413, 415, 422, 503, 507),
 )
 def create_job(
     tenant: CurrentTenant,

@@ -11,7 +11,8 @@ _DESCRIPTIONS = {
     413: "An uploaded file is larger than allowed.",
     415: "An upload is not a PNG, JPEG or WebP image.",
     422: "The request is not valid; `errors` lists the fields.",
-    503: "The work queue is not reachable; the request was recorded as failed, nothing was started.",
+    503: "The work queue, the database or the store is not reachable (see `Retry-After`); nothing was started.",
+    507: "The store is full; nothing was kept.",
 }
 
 

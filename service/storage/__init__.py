@@ -11,6 +11,7 @@ from service.storage.base import (
     ObjectMissing,
     ObjectStore,
     StorageError,
+    StorageFull,
     StorageUnavailable,
     StoredObject,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ObjectStore",
     "S3Store",
     "StorageError",
+    "StorageFull",
     "StorageUnavailable",
     "StoredObject",
     "create_store",
@@ -44,7 +46,11 @@ def _local_signing_secret(settings: Settings) -> bytes:
 def create_store(settings: Settings) -> ObjectStore:
     url = urlsplit(settings.storage_url)
     if url.scheme == "file":
-        return LocalDirectoryStore(Path(url2pathname(url.path)), _local_signing_secret(settings))
+        return LocalDirectoryStore(
+            Path(url2pathname(url.path)),
+            _local_signing_secret(settings),
+            min_free_bytes=settings.storage_min_free_mb * 2**20,
+        )
     if url.scheme == "s3":
         return S3Store(url.netloc, prefix=url.path, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
     raise ValueError(f"ATTENCRAFT_STORAGE_URL must start with file:// or s3://, got {settings.storage_url!r}")

@@ -23,6 +23,10 @@ class StorageUnavailable(StorageError):
     """The store cannot be reached or written."""
 
 
+class StorageFull(StorageError):
+    """The store has no room left (ENOSPC, a quota, or less free space than the configured floor)."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str

@@ -7,7 +7,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.storage.base import ObjectExists, ObjectMissing, StorageUnavailable, StoredObject, copy_and_hash
+from service.storage.base import (
+    ObjectExists,
+    ObjectMissing,
+    StorageFull,
+    StorageUnavailable,
+    StoredObject,
+    copy_and_hash,
+)
 
 SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
 
@@ -43,9 +50,14 @@ class S3Store:
                     IfNoneMatch="*",
                 )
             except ClientError as exc:
-                if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+                code = exc.response["Error"]["Code"]
+                if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                     raise ObjectExists(key) from exc
-                raise
+                if code in ("XMinioStorageFull", "QuotaExceeded", "EntityTooLarge"):
+                    raise StorageFull("The store has no space left.") from exc
+                raise StorageUnavailable(f"The store refused the write ({code}).") from exc
+            except BotoCoreError as exc:
+                raise StorageUnavailable("The store cannot be reached.") from exc
         return StoredObject(key=key, size=size, sha256=sha256, content_type=content_type)
 
     def read_bytes(self, key: str) -> bytes:

@@ -1,5 +1,6 @@
 """Real backing services for tests: a throwaway PostgreSQL database and a SeaweedFS S3 server."""
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -148,3 +149,24 @@ def wait_for_http(url: str, *, timeout_s: float, process: subprocess.Popen[bytes
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+
+
+@contextmanager
+def small_tmpfs(mount_point: Path, size_kib: int) -> Iterator[Path]:
+    """A real file system of ``size_kib`` KiB (tmpfs), so a full disk is a real ENOSPC; needs mount rights (root)."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    assert mounted.returncode == 0, f"a small tmpfs is how these tests fill a disk; mount said: {mounted.stderr}"
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(directory: Path) -> None:
+    """Write to ``directory`` until its file system refuses (ENOSPC)."""
+    with (directory / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while filler.write(b"\0" * 4096):
+            pass

@@ -3,10 +3,17 @@
 import hashlib
 import io
 import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
+from service.app import create_app
+from service.queue import RecordingJobQueue
 from service.settings import Settings
 from service.storage import (
     LocalDirectoryStore,
@@ -17,7 +24,8 @@ from service.storage import (
     StorageUnavailable,
     create_store,
 )
-from tests.service.infrastructure import S3Server
+from tests.service.infrastructure import S3Server, fill, small_tmpfs
+from tests.service.job_requests import image_bytes, post_job
 
 
 def test_put_streams_and_hashes(store: ObjectStore) -> None:
@@ -106,3 +114,30 @@ def test_create_store_from_settings(tmp_path, s3_bucket: str, s3_server: S3Serve
     assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == (s3_bucket, "tenant-data/")
     with pytest.raises(ValueError, match="file:// or s3://"):
         create_store(Settings(storage_url="ftp://elsewhere"))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path / "disk", size_kib=512) as mount_point:
+        yield mount_point
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_full_disk_is_a_507_that_keeps_nothing_and_readiness_says_so(
+    small_disk: Path, settings: Settings, engine: Engine, new_api_key: Callable[[], str]
+) -> None:
+    store = LocalDirectoryStore(small_disk / "store", secrets.token_bytes(32), min_free_bytes=64 * 1024)
+    app = create_app(settings, queue=RecordingJobQueue(), store=store, engine=engine)
+    with TestClient(app, headers={"Authorization": f"Bearer {new_api_key()}"}) as client:
+        assert client.get("/readyz").json()["checks"]["storage"] == "ok"
+        fill(small_disk)
+        refused = post_job(client, image=image_bytes(size=(256, 256)))
+        readiness = client.get("/readyz")
+    assert refused.status_code == 507, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "storage_full" and str(small_disk) not in refused.text
+    assert [path.name for path in small_disk.rglob(".upload-*")] == []
+    assert readiness.status_code == 503
+    assert readiness.json()["errors"] == [
+        {"field": "storage", "message": "full: 0.0 MiB free, below the floor of 0.1 MiB"}
+    ]

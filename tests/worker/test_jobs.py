@@ -2,20 +2,24 @@
 
 import io
 import json
+import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from safetensors.torch import load_file
 from sqlalchemy.orm import Session, sessionmaker
 
+from attencraft_core.models import BaseModel
 from service.event_log import events_after, loss_history
 from service.models import Job, JobStatus
 from service.repository import request_cancel
 from service.settings import Settings
 from service.storage import LocalDirectoryStore
-from tests.worker.conftest import TRAIN_STEPS
+from tests.service.infrastructure import fill, small_tmpfs
+from tests.worker.conftest import TRAIN_STEPS, insert_queued_job
 from worker.inference import GenerationRunner
 from worker.inprocess import InProcessWorker, WarmModel
 from worker.jobs import JobRunner
@@ -147,3 +151,19 @@ def test_cancel_during_training_ends_canceled_without_outputs(
     assert job.progress_step < 2000
     assert job.artifacts == [] and all(concept.mask_key is None for concept in job.concepts)
     assert [path.name for path in store.root.rglob("*") if path.is_file()] == ["image.png"]
+
+
+def test_a_job_whose_store_fills_up_fails_storage_full_and_leaves_no_scratch_files(
+    sessions: sessionmaker[Session], tiny_model: BaseModel, tmp_path: Path
+) -> None:
+    with small_tmpfs(tmp_path / "disk", size_kib=1024) as disk:
+        store = LocalDirectoryStore(disk / "store", secrets.token_bytes(32))
+        job_id = insert_queued_job(sessions, store)
+        fill(disk)  # the input is stored; masks, checkpoints and artifacts find no room
+
+        JobRunner(sessions, store, lambda: tiny_model).run(job_id)
+
+        job = _job(sessions, job_id)
+        assert (job.status, job.error_code) == (JobStatus.FAILED, "storage_full")
+        assert str(disk) not in job.error_message
+        assert list(disk.rglob(".upload-*")) == []
