@@ -122,6 +122,7 @@ class JobOut(BaseModel):
     cancel_requested: bool
     progress: Progress
     concepts: list[ConceptSummary]
+    image_url: str | None = Field(description="Signed URL of the uploaded photo (null in webhook payloads).")
     options: JobOptions
     webhook_url: str | None
     stage_timings: dict[str, StageTiming]
@@ -285,6 +286,11 @@ class LossRecord(BaseModel):
 class LossHistory(BaseModel):
     job_id: str
     items: list[LossRecord] = Field(description="One record per step trained so far, in step order.")
+
+
+class GenerationList(BaseModel):
+    job_id: str
+    items: list[GenerationOut] = Field(description="The job's generations, newest first.")
 
 
 class FieldProblem(BaseModel):

@@ -17,6 +17,7 @@ from service.queue import JobQueue
 from service.routes import concepts, files, generations, health, jobs, webhooks
 from service.settings import Settings
 from service.storage import ObjectStore, create_store
+from service.web import install_web
 
 MAX_FORM_FIELDS = 64
 
@@ -45,6 +46,8 @@ def create_app(
         summary="Learn several concepts from one photo and use them in text-to-image prompts.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # install_web serves /docs and /redoc without a CDN
+        redoc_url=None,
         generate_unique_id_function=operation_id,
         form_limits={"max_files": MAX_CONCEPTS + 1, "max_fields": MAX_FORM_FIELDS},
     )
@@ -58,4 +61,5 @@ def create_app(
     install_openapi(app)
     for module in (jobs, concepts, generations, health, files, webhooks):
         app.include_router(module.router)
+    install_web(app)
     return app

@@ -70,6 +70,11 @@ def get_generation(session: Session, tenant_id: str, generation_id: str) -> Gene
     return generation
 
 
+def list_job_generations(session: Session, tenant_id: str, job_id: str, limit: int) -> list[Generation]:
+    query = select(Generation).where(Generation.job_id == job_id, Generation.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(Generation.created_at.desc(), Generation.id.desc()).limit(limit)))
+
+
 def _transition(session: Session, generation_id: str, allowed: GenerationStatus, **values: Any) -> bool:
     """UPDATE ... WHERE status = allowed; True when this caller's update won."""
     result = session.execute(

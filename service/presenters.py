@@ -73,6 +73,7 @@ def job_out(job: Job, signer: UrlSigner | None) -> JobOut:
             )
             for concept in job.concepts
         ],
+        image_url=signer.url(job.image_key) if signer else None,
         options=JobOptions.model_validate(job.options),
         webhook_url=job.webhook_url,
         stage_timings={stage: _stage_timing(timing) for stage, timing in job.stage_timings.items()},

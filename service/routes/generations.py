@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from attencraft_contract.limits import MAX_SEED
-from attencraft_contract.models import GenerateRequest, GenerationOut
+from attencraft_contract.models import GenerateRequest, GenerationList, GenerationOut
 from attencraft_contract.rules import check_placeholders
 from service.deps import (
     CurrentTenant,
@@ -23,15 +23,23 @@ from service.deps import (
 )
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, ServiceUnavailable
 from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
-from service.generation_repository import add_generation, concept_set_of, fail_generation, get_generation
+from service.generation_repository import (
+    add_generation,
+    concept_set_of,
+    fail_generation,
+    get_generation,
+    list_job_generations,
+)
 from service.models import Generation
 from service.presenters import generation_out
 from service.prompts import PromptLengthChecker
 from service.queue import JobQueue, QueueUnavailable
+from service.repository import get_job
 from service.routes.problems import problem_responses
 
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})\b", re.IGNORECASE)
 POLL_INTERVAL_S = 0.2
+JOB_GALLERY_SIZE = 100
 
 router = APIRouter(tags=["generations"], route_class=SessionReleasingRoute)
 
@@ -138,3 +146,16 @@ def stream_generation_events(
     session.close()  # the stream reads with short sessions of its own
     sessions = request.app.state.session_factory
     return event_stream(sessions, generation_id, last_event_id, settings.event_keepalive_seconds)
+
+
+@router.get(
+    "/jobs/{job_id}/generations",
+    summary=f"A job's gallery: its latest {JOB_GALLERY_SIZE} generations, newest first",
+    responses=problem_responses(401, 404),
+)
+def list_generations_of_job(
+    job_id: str, tenant: CurrentTenant, session: SessionDep, signer: UrlSignerDep
+) -> GenerationList:
+    job = get_job(session, tenant.id, job_id)
+    generations = list_job_generations(session, tenant.id, job.id, JOB_GALLERY_SIZE)
+    return GenerationList(job_id=job.id, items=[generation_out(generation, signer) for generation in generations])

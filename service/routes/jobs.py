@@ -1,8 +1,12 @@
 """Training jobs: submit, inspect, list, cancel, and download their artifacts."""
 
-from typing import Annotated
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from typing import IO, Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
 
 from attencraft_contract import rules
 from attencraft_contract.images import check_image, check_masks, mask_as_png
@@ -12,15 +16,18 @@ from service.deps import CurrentTenant, QueueDep, SessionDep, SessionReleasingRo
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
 from service.event_log import loss_history
 from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
-from service.models import JobStatus, new_id
+from service.models import Job, JobStatus, new_id
 from service.presenters import artifact_list, job_out
 from service.queue import QueueUnavailable
 from service.repository import NewConcept, add_job, fail_unsubmitted_job, get_job, list_jobs, request_cancel
 from service.routes.problems import problem_responses
+from service.storage import ObjectStore
 from service.storage.layout import checkpoints_prefix, job_prefix
 from service.uploads import check_webhook_target
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=SessionReleasingRoute)
+ARCHIVE_CHUNK_BYTES = 1024 * 1024
+ARCHIVE_MEMORY_BYTES = 32 * 1024 * 1024  # larger archives spill to a temporary file
 
 # What the contract's rules enforce, stated in the OpenAPI document (the rules, not FastAPI, check them, so the API
 # and the CLI say the same sentence for the same mistake).
@@ -228,3 +235,48 @@ def export_concept_set(
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"Job {job.id} has not succeeded ({job.status.value}); it has nothing to export.")
     return artifact_list(job, signer, under=f"{format.value}/")
+
+
+def _zip_artifacts(job: Job, store: ObjectStore, export: ExportFormat | None) -> IO[bytes]:
+    """The job's own artifacts (or, given a format, its export's files) zipped under their file names, rewound."""
+    wanted = (lambda name: name.startswith(f"{export.value}/")) if export else (lambda name: "/" not in name)
+    archive = tempfile.SpooledTemporaryFile(max_size=ARCHIVE_MEMORY_BYTES)  # noqa: SIM115 (closed by _chunks)
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as writer:
+        for artifact in job.artifacts:
+            if wanted(artifact.name):
+                writer.writestr(artifact.key.rsplit("/", 1)[-1], store.read_bytes(artifact.key))
+    archive.seek(0)
+    return archive
+
+
+def _chunks(archive: IO[bytes]) -> Iterator[bytes]:
+    with archive:
+        while chunk := archive.read(ARCHIVE_CHUNK_BYTES):
+            yield chunk
+
+
+ZIP_RESPONSE = {200: {"description": "A zip file.", "content": {"application/zip": {"schema": {"type": "string"}}}}}
+
+
+@router.get(
+    "/{job_id}/archive",
+    summary="Download the concept set as one zip (with `format`, the export in another tool's layout)",
+    response_class=StreamingResponse,
+    responses=ZIP_RESPONSE | problem_responses(401, 404, 409, 422),
+)
+def download_archive(
+    job_id: str,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
+    format: Annotated[ExportFormat | None, Query(description="An export layout; default: AttenCraft's files.")] = None,
+) -> StreamingResponse:
+    job = get_job(session, tenant.id, job_id)
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"Job {job.id} has not succeeded ({job.status.value}); it has nothing to download.")
+    name = f"attencraft-{job.id}{f'-{format.value}' if format else ''}.zip"
+    return StreamingResponse(
+        _chunks(_zip_artifacts(job, store, format)),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
