@@ -210,38 +210,52 @@ let openapi = null;
 const schema = async () => (openapi = openapi || (await (await fetch("/openapi.json")).json()));
 
 // One control per JobOptions property, from the API's own schema: new options appear here as the API gains them.
+// An optional setting (`X | null`) offers "default", which sends nothing and keeps the server's choice.
 function optionControl(name, property) {
   const id = `option-${name}`;
-  const resolved = property.$ref ? openapi.components.schemas[property.$ref.split("/").pop()] : property;
+  const variants = property.anyOf || [property];
+  const nullable = variants.some((variant) => variant.type === "null");
+  let resolved = variants.find((variant) => variant.type !== "null") || property;
+  if (resolved.$ref) resolved = openapi.components.schemas[resolved.$ref.split("/").pop()];
   const label = h("label", { for: id, text: (property.title || name).replace(/_/g, " ") });
   const hint = property.description ? h("p", { class: "hint", id: `${id}-hint`, text: property.description }) : null;
+  const initial = property.default ?? "";
+  const choices = (values) => h("select", { id },
+    nullable ? h("option", { value: "", text: "default" }) : null,
+    values.map(([value, text]) => h("option", { value, text })));
   let control;
+  let kind = resolved.type || "string";
   if (resolved.enum) {
-    control = h("select", { id }, resolved.enum.map((value) => h("option", { value, text: value })));
-    if (property.default !== undefined) control.value = property.default;
+    control = choices(resolved.enum.map((value) => [value, value]));
+    control.value = initial;
+  } else if (resolved.type === "boolean" && nullable) {
+    control = choices([["true", "yes"], ["false", "no"]]);
+    control.value = initial === "" ? "" : String(initial);
   } else if (resolved.type === "boolean") {
-    control = h("input", { id, type: "checkbox", checked: property.default === true });
+    control = h("input", { id, type: "checkbox", checked: initial === true });
+    kind = "checkbox";
   } else if (resolved.type === "integer" || resolved.type === "number") {
     control = h("input", { id, type: "number", min: resolved.minimum, max: resolved.maximum,
-      step: resolved.type === "integer" ? 1 : "any", value: property.default });
+      step: resolved.type === "integer" ? 1 : "any", value: initial, placeholder: nullable ? "default" : null });
   } else {
-    control = h("input", { id, type: "text", value: property.default });
+    control = h("input", { id, type: "text", value: initial, placeholder: nullable ? "default" : null });
   }
   control.dataset.option = name;
-  control.dataset.kind = resolved.type === "boolean" ? "boolean" : resolved.type || "string";
+  control.dataset.kind = kind;
   control.setAttribute("data-field", `options-${name}`);
-  if (hint) control.setAttribute("aria-describedby", `${id}-hint error-options-${name}`);
+  control.setAttribute("aria-describedby", `${hint ? `${id}-hint ` : ""}error-options-${name}`);
   return h("div", {}, label, control, hint, h("p", { class: "field-error", id: `error-options-${name}`, role: "alert" }));
 }
 
 function optionsValue(form) {
   const options = {};
   for (const control of form.querySelectorAll("[data-option]")) {
-    if (control.dataset.kind === "boolean") options[control.dataset.option] = control.checked;
+    const { option, kind } = control.dataset;
+    if (kind === "checkbox") options[option] = control.checked;
     else if (control.value === "") continue;
-    else if (control.dataset.kind === "integer" || control.dataset.kind === "number") {
-      options[control.dataset.option] = Number(control.value);
-    } else options[control.dataset.option] = control.value;
+    else if (kind === "boolean") options[option] = control.value === "true";
+    else if (kind === "integer" || kind === "number") options[option] = Number(control.value);
+    else options[option] = control.value;
   }
   return options;
 }
