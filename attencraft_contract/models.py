@@ -22,6 +22,7 @@ from attencraft_contract.limits import (
 )
 
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # unpadded base64url
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # no control characters but tabs and line breaks
 
 
 class JobStatus(enum.StrEnum):
@@ -74,8 +75,8 @@ class JobOptions(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"steps": 300, "seed": 0, "fit": "crop"}]}
     )
 
-    steps: int = Field(default=300, ge=1, le=MAX_STEPS, description="Training steps.")
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Random seed of the whole job.")
+    steps: int = Field(default=300, ge=1, le=MAX_STEPS, strict=True, description="Training steps.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True, description="Random seed of the whole job.")
     fit: ImageFit = Field(default=ImageFit.CROP, description="A photo that is not square: `crop` (centre) or `pad`.")
 
 
@@ -183,6 +184,7 @@ ImageSide = Annotated[
         ge=MIN_IMAGE_SIDE,
         le=MAX_IMAGE_SIDE,
         multiple_of=IMAGE_SIDE_MULTIPLE,
+        strict=True,
         description=f"Multiple of {IMAGE_SIDE_MULTIPLE}; default: the model's size.",
     ),
 ]
@@ -193,9 +195,9 @@ class GenerationOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_GENERATION)
-    steps: int = Field(default=50, ge=1, le=MAX_SAMPLING_STEPS, description="Denoising steps.")
-    guidance_scale: float = Field(default=7.5, ge=0, le=MAX_GUIDANCE_SCALE)
+    num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_GENERATION, strict=True)
+    steps: int = Field(default=50, ge=1, le=MAX_SAMPLING_STEPS, strict=True, description="Denoising steps.")
+    guidance_scale: float = Field(default=7.5, ge=0, le=MAX_GUIDANCE_SCALE, strict=True)
     width: ImageSide | None = None
     height: ImageSide | None = None
     scheduler: Scheduler = Scheduler.PNDM
@@ -225,10 +227,15 @@ class GenerateRequest(GenerationOptions):
         description="A concept id, or a list of concept ids of one job (its concept set).",
     )
     prompt: str = Field(
-        min_length=1, max_length=MAX_PROMPT_CHARS, description="Names concepts by placeholder: `<cat> and <dog>`."
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        pattern=TEXT_PATTERN,
+        description="Names concepts by placeholder: `<cat> and <dog>`.",
     )
-    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Image i uses seed + i; default: random.")
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS, pattern=TEXT_PATTERN)
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, strict=True, description="Image i uses seed + i; default: random."
+    )
 
     def options(self) -> GenerationOptions:
         return GenerationOptions.model_validate(self.model_dump(include=set(GenerationOptions.model_fields)))

@@ -37,6 +37,7 @@ from benchmarks.api_load import throwaway_database
 TRAINING_STEPS = 2000  # far more than a run lasts: the job trains throughout and is canceled at the end
 SUBMIT_EVERY = 20  # every 20th request of a client submits a job and cancels it
 SERVER_START_TIMEOUT_S = 180
+BASELINE_MIN_SECONDS = 20  # progress is recorded about once a second: a short window misreads a slow step rate
 API_KEY = "ak_load-benchmark-" + secrets.token_urlsafe(8)
 
 
@@ -152,7 +153,7 @@ def report(database: str, level: Level, seconds: float, rate: float, baseline: f
         f"{database:10} {level.clients:4d} clients: {len(level.latencies) / seconds:7.1f} req/s  "
         f"p50 {p50_ms:6.1f} ms  p99 {p99_ms:7.1f} ms  max {max(level.latencies) * 1000:7.1f} ms  "
         f"longest gap {max(gaps):5.2f} s  "
-        f"training {rate:5.2f} steps/s ({rate / baseline:4.2f}x of idle)  "
+        f"training {rate:5.2f} steps/s ({f'{rate / baseline:4.2f}x' if baseline else 'n/a'} of idle)  "
         f"non-2xx {others or 'none'}  errors {dict(level.errors) or 'none'}"
     )
 

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from attencraft_contract.errors import InputError, InputTooLarge, UnsupportedInput
+from attencraft_contract.models import TEXT_PATTERN
 from service.storage.base import StorageFull, StorageUnavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -156,6 +157,8 @@ def _field_path(location: Sequence[int | str]) -> str:
 def _readable_message(message: str) -> str:
     if "Expected UploadFile" in message:
         return "expected an uploaded file (a multipart part with a filename), got a text field"
+    if TEXT_PATTERN in message:
+        return "must not contain control characters (tabs and line breaks are fine)"
     return message
 
 

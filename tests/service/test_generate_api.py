@@ -173,6 +173,10 @@ def test_another_tenants_concepts_and_generations_are_404(
         ({"concept_ids": []}, "concept_ids"),
         ({"prompt": ""}, "prompt"),
         ({"sampler": "x"}, "sampler"),
+        ({"prompt": "<ball>\x00"}, "prompt"),
+        ({"negative_prompt": "blurry\x1b[31m"}, "negative_prompt"),
+        ({"steps": "2"}, "steps"),
+        ({"num_images": True}, "num_images"),
     ],
 )
 def test_options_out_of_bounds_are_422(
