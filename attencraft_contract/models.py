@@ -25,6 +25,16 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # unpadded base64url
 TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # no control characters but tabs and line breaks
 
 
+def _number_only(value: object) -> object:
+    """Counts and scales are JSON numbers: "2" or true is a mistake, not 2 or 1 (64.0 is 64, as JSON Schema says)."""
+    if isinstance(value, str | bool):
+        raise ValueError("should be a number, not text or true/false")
+    return value
+
+
+NumberOnly = BeforeValidator(_number_only)
+
+
 class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     MASKING = "masking"
@@ -75,8 +85,8 @@ class JobOptions(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"steps": 300, "seed": 0, "fit": "crop"}]}
     )
 
-    steps: int = Field(default=300, ge=1, le=MAX_STEPS, strict=True, description="Training steps.")
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True, description="Random seed of the whole job.")
+    steps: Annotated[int, NumberOnly] = Field(default=300, ge=1, le=MAX_STEPS, description="Training steps.")
+    seed: Annotated[int, NumberOnly] = Field(default=0, ge=0, le=MAX_SEED, description="Random seed of the whole job.")
     fit: ImageFit = Field(default=ImageFit.CROP, description="A photo that is not square: `crop` (centre) or `pad`.")
 
 
@@ -180,11 +190,11 @@ class Scheduler(enum.StrEnum):
 
 ImageSide = Annotated[
     int,
+    NumberOnly,
     Field(
         ge=MIN_IMAGE_SIDE,
         le=MAX_IMAGE_SIDE,
         multiple_of=IMAGE_SIDE_MULTIPLE,
-        strict=True,
         description=f"Multiple of {IMAGE_SIDE_MULTIPLE}; default: the model's size.",
     ),
 ]
@@ -195,9 +205,9 @@ class GenerationOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_images: int = Field(default=1, ge=1, le=MAX_IMAGES_PER_GENERATION, strict=True)
-    steps: int = Field(default=50, ge=1, le=MAX_SAMPLING_STEPS, strict=True, description="Denoising steps.")
-    guidance_scale: float = Field(default=7.5, ge=0, le=MAX_GUIDANCE_SCALE, strict=True)
+    num_images: Annotated[int, NumberOnly] = Field(default=1, ge=1, le=MAX_IMAGES_PER_GENERATION)
+    steps: Annotated[int, NumberOnly] = Field(default=50, ge=1, le=MAX_SAMPLING_STEPS, description="Denoising steps.")
+    guidance_scale: Annotated[float, NumberOnly] = Field(default=7.5, ge=0, le=MAX_GUIDANCE_SCALE)
     width: ImageSide | None = None
     height: ImageSide | None = None
     scheduler: Scheduler = Scheduler.PNDM
@@ -233,8 +243,8 @@ class GenerateRequest(GenerationOptions):
         description="Names concepts by placeholder: `<cat> and <dog>`.",
     )
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS, pattern=TEXT_PATTERN)
-    seed: int | None = Field(
-        default=None, ge=0, le=MAX_SEED, strict=True, description="Image i uses seed + i; default: random."
+    seed: Annotated[int, NumberOnly] | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="Image i uses seed + i; default: random."
     )
 
     def options(self) -> GenerationOptions:
