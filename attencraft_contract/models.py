@@ -190,13 +190,13 @@ class Scheduler(enum.StrEnum):
 
 ImageSide = Annotated[
     int,
-    NumberOnly,
     Field(
         ge=MIN_IMAGE_SIDE,
         le=MAX_IMAGE_SIDE,
         multiple_of=IMAGE_SIDE_MULTIPLE,
         description=f"Multiple of {IMAGE_SIDE_MULTIPLE}; default: the model's size.",
     ),
+    NumberOnly,
 ]
 
 
@@ -243,8 +243,8 @@ class GenerateRequest(GenerationOptions):
         description="Names concepts by placeholder: `<cat> and <dog>`.",
     )
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS, pattern=TEXT_PATTERN)
-    seed: Annotated[int, NumberOnly] | None = Field(
-        default=None, ge=0, le=MAX_SEED, description="Image i uses seed + i; default: random."
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), NumberOnly] | None = Field(
+        default=None, description="Image i uses seed + i; default: random."
     )
 
     def options(self) -> GenerationOptions:

@@ -71,6 +71,8 @@ def test_the_schema_states_the_rules_the_server_enforces(document: dict[str, Any
     for side in ("width", "height"):
         side_schema = schemas["GenerateRequest"]["properties"][side]["anyOf"][0]
         assert side_schema.items() >= {"multipleOf": 8, "minimum": 64, "maximum": 1024}.items()
+    seed = schemas["GenerateRequest"]["properties"]["seed"]["anyOf"][0]
+    assert seed.items() >= {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}.items()
     cursor = next(p for p in document["paths"]["/jobs"]["get"]["parameters"] if p["name"] == "cursor")
     assert cursor["schema"]["anyOf"][0].items() >= {"maxLength": 256, "pattern": "^[A-Za-z0-9_-]*$"}.items()
     assert schemas["GenerateRequest"]["examples"] and upload["concepts"]["examples"] and schemas["Problem"]["examples"]
