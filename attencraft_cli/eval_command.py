@@ -184,14 +184,16 @@ def run_eval(arguments: argparse.Namespace) -> int:
         dino=arguments.dino,
         curve_every=0 if client is not None else arguments.curve_every,
     )
-    device = "cpu" if arguments.device == "auto" else arguments.device
-    backend = ServiceBackend(client) if client is not None else LocalBackend(arguments.model, arguments.device)
+    from attencraft_core.models import resolve_device
+
+    device = str(resolve_device(arguments.device))  # where the encoders score (and, locally, the cells train)
+    backend = ServiceBackend(client) if client is not None else LocalBackend(arguments.model, device)
     cells = grid_cells(images, methods, arguments.seeds)
     arguments.out.mkdir(parents=True, exist_ok=True)
     how = {
         "command": "attencraft " + shlex.join(sys.argv[1:]),
         "grid": f"{len(images)} images x {len(methods)} methods x {arguments.seeds} seeds = {len(cells)} cells",
-        "where": f"the API at {arguments.service}" if client is not None else f"this machine ({arguments.device})",
+        "where": f"the API at {arguments.service}" if client is not None else f"this machine ({device})",
         "base model": arguments.model,
         "training steps": arguments.steps,
         "prompts": f"{len(settings.prompts.single)} single-concept and {len(settings.prompts.group)} group templates",
@@ -210,7 +212,7 @@ def run_eval(arguments: argparse.Namespace) -> int:
             settings,
             backend,
             arguments.out,
-            scorer=Scorer(settings, device=device if client is None else "cpu"),
+            scorer=Scorer(settings, device=device),
             progress=not arguments.no_progress,
             parallel=(arguments.parallel or SERVICE_PARALLEL) if client is not None else 1,
         )

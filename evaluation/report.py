@@ -43,7 +43,7 @@ def aggregate(results: Sequence[dict[str, Any]], methods: Sequence[str], metrics
             values = [cell["metrics"][name] for cell in cells if name in cell["metrics"]]
             if values:
                 figures[name] = summary(values)
-        stages = sorted({stage for cell in cells for stage in cell["seconds"]})
+        stages = list(dict.fromkeys(stage for cell in cells for stage in cell["seconds"]))  # in the cells' order
         seconds = {stage: statistics.fmean(cell["seconds"].get(stage, 0.0) for cell in cells) for stage in stages}
         aggregated[method] = {"metrics": figures, "cells": len(cells), "seconds_per_cell": seconds}
     return aggregated
@@ -126,7 +126,7 @@ def learning_curves(results: Sequence[dict[str, Any]], methods: Sequence[str], f
         if not cells or measure is None:
             continue
         images = sorted({cell["image"] for cell in cells})
-        figure, axes = _figure(1, len(images), figsize=(3.4 * len(images), 2.8), squeeze=False)
+        figure, axes = _figure(1, len(images), figsize=(max(4.8, 3.4 * len(images)), 3.0), squeeze=False)
         for axis, image in zip(axes[0], images, strict=True):
             of_image = [cell for cell in cells if cell["image"] == image]
             steps = [point["step"] for point in of_image[0]["curve"]]
