@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 from attencraft_contract.errors import InputError, InputTooLarge, UnsupportedInput
 from attencraft_contract.models import TEXT_PATTERN
+from service.db import DatabaseFileGone
 from service.storage.base import StorageFull, StorageUnavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -251,6 +252,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(OperationalError, _database_error_handler)
     app.add_exception_handler(PoolTimeout, _database_error_handler)
+    app.add_exception_handler(DatabaseFileGone, _database_error_handler)
     app.add_exception_handler(StorageFull, _storage_error_handler)
     app.add_exception_handler(StorageUnavailable, _storage_error_handler)
     app.add_exception_handler(InputError, _input_error_handler)
