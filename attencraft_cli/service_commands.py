@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import io
 import os
 import socket
 import sys
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from attencraft_cli.errors import CommandError, one_line
 from attencraft_cli.parsing import command
+from attencraft_core.model_spec import TOY
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -116,11 +116,11 @@ def add_service_commands(subparsers: Any) -> None:
     demo = command(
         subparsers,
         "demo",
-        help="start the embedded service, train two concepts of a generated photo, show where the results are",
-        example="attencraft demo --steps 30",
+        help="start the embedded service, learn two concepts of a toy scene, draw them, say what the pictures show",
+        example="attencraft demo --model tiny --steps 30",
     )
-    demo.add_argument("--model", default="tiny", help="base model (tiny: a small random model, no download)")
-    demo.add_argument("--steps", type=int, default=30, help="training steps")
+    demo.add_argument("--model", default=TOY, help="base model (toy: trained on the toy world, shipped; no download)")
+    demo.add_argument("--steps", type=int, default=150, help="training steps")
     demo.add_argument("--port", type=int, default=DEFAULT_PORT, help="a free port is used when this one is taken")
     demo.set_defaults(handler=run_demo)
 
@@ -417,15 +417,6 @@ def run_serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def demo_photo() -> bytes:
-    """The sample two-object photo as PNG bytes."""
-    from attencraft_cli.sample_photo import two_object_photo
-
-    buffer = io.BytesIO()
-    two_object_photo(384).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def demo_socket(port: int) -> socket.socket:
     """The requested port, or any free one when it is taken (the demo is not worth stopping for that)."""
     try:
@@ -437,12 +428,14 @@ def demo_socket(port: int) -> socket.socket:
 
 
 def run_demo(arguments: argparse.Namespace) -> int:
+    from attencraft_cli.demo_cases import IMAGES_PER_PROMPT, SAMPLING_STEPS, demo_case, demo_prompts, oracle_readout
     from attencraft_contract import rules
     from attencraft_contract.models import JobOptions, JobStatus
 
     options = rules.validated_options(JobOptions, {"steps": arguments.steps})
     settings = load_settings(base_model=arguments.model)
     check_base_model_setting(settings)
+    case = demo_case(arguments.model)
     sock = demo_socket(arguments.port)
     import uvicorn
 
@@ -462,10 +455,18 @@ def run_demo(arguments: argparse.Namespace) -> int:
             origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
             print(f"Embedded AttenCraft API on {origin} (docs: {origin}/docs), base model {arguments.model!r}")
             with Client(origin, key) as client:
-                job = client.create_job(("demo.png", demo_photo()), ["ball", "box"], **options.model_dump())
-                print(f"Submitted job {job.id}: learn <ball> and <box> from a generated photo")
+                job = client.create_job(("demo.png", case.photo), case.concepts, **options.model_dump())
+                placeholders = [rules.placeholder_for(name) for name in case.concepts]
+                print(f"Submitted job {job.id}: learn {' and '.join(placeholders)} from {case.description}")
                 job.wait(progress=True)
                 artifacts = client.artifacts(job.id)
+                drawn = {}
+                if job.status == JobStatus.SUCCEEDED:
+                    for prompt in demo_prompts(placeholders):
+                        generation = client.generate(
+                            job.id, prompt, seed=0, num_images=IMAGES_PER_PROMPT, steps=SAMPLING_STEPS
+                        )
+                        drawn[prompt] = generation
         finally:
             server.should_exit = True
             thread.join(WORKER_STOP_TIMEOUT_S)
@@ -487,6 +488,15 @@ def run_demo(arguments: argparse.Namespace) -> int:
         print("Artifacts (signed URLs):")
         for artifact in artifacts.items:
             print(f"  {artifact.name:<11} {artifact.url}")
+    pictures = settings.data_dir / "demo" / job.id
+    print(f"Generated pictures ({IMAGES_PER_PROMPT} per prompt) are in {pictures}:")
+    for index, (prompt, generation) in enumerate(drawn.items()):
+        generation.save(pictures / f"prompt{index}.png")
+        print(f"  prompt{index}-*.png  {prompt!r}")
+    if case.truth is not None:
+        print("The toy world's oracle sees (concept in its own shade, in pictures drawn):")
+        for prompt, generation in drawn.items():
+            print(oracle_readout(case, prompt, generation.images))
     print("Next: `attencraft serve` runs the API for your own photos (README: quick start).")
     return 0
 

@@ -9,8 +9,7 @@ Built-in models, constructed offline from config with seeded random weights:
   scenes by ``attencraft toy train-model``, so masks and images mean something offline.
 
 A diffusers folder may carry ``attencraft.json`` with the attention grids its masks use
-and the scale of its learning rates (``{"attention_grids": {"cross": [16, 16], "self_attention": [16, 16]},
-"learning_rate_scale": 10}``); without it, Stable Diffusion's.
+(``{"attention_grids": {"cross": [16, 16], "self_attention": [16, 16]}}``); without it, Stable Diffusion's.
 """
 
 import hashlib
@@ -191,7 +190,6 @@ class ModelSettings:
     """What a base model folder may say about itself in its attencraft.json; Stable Diffusion's without one."""
 
     attention_grids: AttentionGrids | None = None  # None: SD's, from the latent size
-    learning_rate_scale: float = 1.0  # multiplies the training learning rates, for weights of another scale than SD's
 
 
 def read_model_settings(spec: str) -> ModelSettings:
@@ -203,7 +201,6 @@ def read_model_settings(spec: str) -> ModelSettings:
         grids = settings.get("attention_grids")
         return ModelSettings(
             attention_grids=grids and AttentionGrids(tuple(grids["cross"]), tuple(grids["self_attention"])),
-            learning_rate_scale=float(settings.get("learning_rate_scale", 1.0)),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ModelLoadError(f"{settings_file} is not a valid {MODEL_SETTINGS_FILE} ({error}).") from error
@@ -247,7 +244,6 @@ class BaseModel:
         self.device = device
         settings = settings or ModelSettings()
         self.attention_grids = settings.attention_grids or AttentionGrids.stable_diffusion(self.latent_size)
-        self.learning_rate_scale = settings.learning_rate_scale
         pipeline.set_progress_bar_config(disable=True)
         for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
             module.requires_grad_(False).eval()

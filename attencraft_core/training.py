@@ -150,7 +150,7 @@ class FeatureRetainingTrainer:
         self.parameters = [self.identifiers, *(w for pair in self.kv_weights.values() for w in pair)]
         self.optimizer = torch.optim.AdamW(
             self.parameters,
-            lr=config.learning_rate * model.learning_rate_scale,
+            lr=config.learning_rate,
             betas=config.adam_betas,
             weight_decay=config.weight_decay,
             eps=config.adam_epsilon,

@@ -7,7 +7,6 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from attencraft_contract.limits import MAX_CONCEPTS
 from attencraft_core.attention import AttentionGrids
-from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import ModelLoadError
 from attencraft_core.model_spec import check_model_spec
 from attencraft_core.models import (
@@ -19,7 +18,6 @@ from attencraft_core.models import (
     resolve_device,
 )
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
-from attencraft_core.training import FeatureRetainingTrainer
 from tests.core.tiny import state
 
 
@@ -55,22 +53,10 @@ def test_a_folder_names_the_attention_grids_its_masks_use(tmp_path, tiny):
         assert loaded.recorder.self_attention().shape == (1, 256, 256)
 
 
-def test_a_folder_scales_the_learning_rates_of_training_on_it(tmp_path):
+def test_a_broken_model_settings_file_is_a_clear_error(tmp_path):
     folder = tmp_path / "tiny-sd"
     build_builtin_pipeline("tiny").save_pretrained(folder)
-    (folder / MODEL_SETTINGS_FILE).write_text('{"learning_rate_scale": 10}')
-    model = load_base_model(str(folder), device="cpu")
-    assert model.learning_rate_scale == 10
-    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
-    masks[0, :, :8] = masks[1, :, 8:] = True
-    identifiers = torch.stack([model.initial_identifier(word) for word in ("cat", "dog")])
-    config = TrainingConfig(steps=1)
-    trainer = FeatureRetainingTrainer(
-        model, torch.zeros(1, 4, 32, 32), masks, torch.tensor([0.5, 0.5]), identifiers, config
-    )
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(10 * config.learning_rate)
-    trainer.close()
-    (folder / MODEL_SETTINGS_FILE).write_text('{"learning_rate_scale": "fast"}')
+    (folder / MODEL_SETTINGS_FILE).write_text('{"attention_grids": {"cross": 16}}')
     with pytest.raises(ModelLoadError, match=r"not a valid attencraft\.json"):
         load_base_model(str(folder), device="cpu")
 

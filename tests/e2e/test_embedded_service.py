@@ -21,8 +21,10 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
+from attencraft_cli.demo_cases import IMAGES_PER_PROMPT, TOY_DEMO_SEED
 from attencraft_core.artifacts import ConceptSet
 from tests.service.infrastructure import wait_for_http
+from toyworld.scenes import held_out_scene
 
 DATASET_IMAGE = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "cat_dog" / "image.jpg"
 TRAIN_STEPS = 30
@@ -165,7 +167,7 @@ def test_cancel_mid_training_leaves_no_artifacts(server: Server) -> None:
     assert [path.name for path in job_files] == ["image.jpg"]
 
 
-def test_demo_trains_a_generated_photo_and_says_where_the_results_are(tmp_path: Path) -> None:
+def test_demo_learns_a_toy_scene_draws_it_and_reads_the_pictures_with_the_oracle(tmp_path: Path) -> None:
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("ATTENCRAFT_")}
     with socket.socket() as taken:  # the demo's port is in use: it must move to a free one, not hang
         taken.bind(("127.0.0.1", 0))
@@ -185,3 +187,28 @@ def test_demo_trains_a_generated_photo_and_says_where_the_results_are(tmp_path: 
     assert "Succeeded" in result.stdout
     assert "artifacts/weights.safetensors" in result.stdout and "masks/0.png" in result.stdout
     assert (tmp_path / "attencraft-data" / "attencraft.db").is_file()
+    scene = held_out_scene(TOY_DEMO_SEED)
+    first, second = (f"<{obj.class_name}>" for obj in scene.objects)
+    assert f"learn {first} and {second} from held-out toy scene" in result.stdout
+    assert "The toy world's oracle sees" in result.stdout
+    readout = result.stdout.split("The toy world's oracle sees")[1]
+    for prompt in (f"'a photo of {first}'", f"'a photo of {second}'", f"'a photo of {first} and {second}'"):
+        assert prompt in readout
+    assert f"{scene.objects[0].shade} {scene.objects[0].class_name} in " in readout
+    pictures = list((tmp_path / "attencraft-data" / "demo").rglob("prompt*.png"))
+    assert len(pictures) == 3 * IMAGES_PER_PROMPT
+
+
+def test_demo_on_another_base_model_learns_the_synthetic_photo(tmp_path: Path) -> None:
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("ATTENCRAFT_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "attencraft_cli.main", "demo", "--model", "tiny", "--steps", "2", "--port", "0"],
+        cwd=tmp_path,
+        env={**inherited, "ATTENCRAFT_DEVICE": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "learn <ball> and <box> from a generated photo" in result.stdout
+    assert "Generated pictures" in result.stdout and "oracle" not in result.stdout
