@@ -295,8 +295,11 @@ def requeue_stale_jobs(session: Session, cutoff: datetime) -> list[str]:
     return requeued
 
 
-def _set_per_concept(session: Session, job_id: str, column: str, values: Sequence[Any]) -> None:
-    """Write values[i] into ``column`` of the job's i-th concept."""
+def _set_per_concept(session: Session, job_id: str, attempt: int, column: str, values: Sequence[Any]) -> bool:
+    """Write values[i] into ``column`` of the job's i-th concept, only while ``attempt`` is the job's running one
+    (a stalled worker's late write must not overwrite the live attempt's). The job row's update is the fence."""
+    if not _transition(session, job_id, RUNNING_STATUSES, attempt=attempt):
+        return False
     for position, value in enumerate(values):
         session.execute(
             update(Concept)
@@ -304,11 +307,14 @@ def _set_per_concept(session: Session, job_id: str, column: str, values: Sequenc
             .values({column: value})
             .execution_options(synchronize_session=False)
         )
+    return True
 
 
-def record_masks(session: Session, job_id: str, mask_keys: Sequence[str]) -> None:
-    _set_per_concept(session, job_id, "mask_key", mask_keys)
+def record_masks(session: Session, job_id: str, attempt: int, mask_keys: Sequence[str]) -> bool:
+    if not _set_per_concept(session, job_id, attempt, "mask_key", mask_keys):
+        return False
     append_job_event(session, job_id, EventType.MASKS, {"count": len(mask_keys)})
+    return True
 
 
 def _add_artifacts(
@@ -343,9 +349,11 @@ def record_heatmaps(
     append_job_event(session, job_id, EventType.HEATMAPS, {"count": len(heatmaps) // 2})
 
 
-def record_ratios(session: Session, job_id: str, ratios: Sequence[float]) -> None:
-    _set_per_concept(session, job_id, "ratio", ratios)
+def record_ratios(session: Session, job_id: str, attempt: int, ratios: Sequence[float]) -> bool:
+    if not _set_per_concept(session, job_id, attempt, "ratio", ratios):
+        return False
     append_job_event(session, job_id, EventType.RATIOS, {"ratios": list(ratios)})
+    return True
 
 
 def finish_job(

@@ -116,7 +116,7 @@ class JobReporter:
     def on_masks(self, masks: list[Image.Image]) -> None:
         keys = [self._put_png(f"{self.job.prefix}/masks/{index}.png", mask).key for index, mask in enumerate(masks)]
         with self.sessions() as session:
-            repository.record_masks(session, self.job.job_id, keys)
+            repository.record_masks(session, self.job.job_id, self.attempt, keys)
             session.commit()
 
     def on_heatmaps(self, before: list[Image.Image], after: list[Image.Image]) -> None:
@@ -133,7 +133,7 @@ class JobReporter:
 
     def on_ratios(self, ratios: list[float]) -> None:
         with self.sessions() as session:
-            repository.record_ratios(session, self.job.job_id, ratios)
+            repository.record_ratios(session, self.job.job_id, self.attempt, ratios)
             session.commit()
 
     def on_step(self, record: StepRecord, total: int) -> None:

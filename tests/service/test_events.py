@@ -57,9 +57,9 @@ def run_like_a_worker(engine: Engine, job_id: str) -> None:
     with create_session_factory(engine)() as session:
         attempt = repository.claim_job(session, job_id)
         assert attempt == 1
-        repository.record_masks(session, job_id, ["m0.png", "m1.png"])
+        repository.record_masks(session, job_id, attempt, ["m0.png", "m1.png"])
         repository.enter_stage(session, job_id, JobStatus.ESTIMATING, {}, attempt=attempt)
-        repository.record_ratios(session, job_id, [0.75, 0.25])
+        repository.record_ratios(session, job_id, attempt, [0.75, 0.25])
         repository.enter_stage(session, job_id, JobStatus.TRAINING, {}, attempt=attempt)
         for step in (1, 2):
             losses = [{"step": step, "subset": ["cat"], **LOSS}]

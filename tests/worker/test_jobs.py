@@ -5,6 +5,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from safetensors.torch import load_file
 from sqlalchemy.orm import Session, sessionmaker
 
 from attencraft_core.models import BaseModel
+from service import repository
 from service.event_log import events_after, loss_history
-from service.models import Job, JobStatus
+from service.models import Job, JobStatus, utc_now
 from service.repository import request_cancel
 from service.settings import Settings
 from service.storage import LocalDirectoryStore
@@ -167,3 +169,22 @@ def test_a_job_whose_store_fills_up_fails_storage_full_and_leaves_no_scratch_fil
         assert (job.status, job.error_code) == (JobStatus.FAILED, "storage_full")
         assert str(disk) not in job.error_message
         assert list(disk.rglob(".upload-*")) == []
+
+
+def test_mask_and_ratio_writes_of_a_stale_attempt_are_dropped(
+    sessions: sessionmaker[Session], queued_job: Callable[..., str]
+) -> None:
+    job_id = queued_job()
+    with sessions() as session:
+        assert repository.claim_job(session, job_id) == 1
+        session.commit()
+        assert repository.requeue_stale_jobs(session, utc_now() + timedelta(seconds=1)) == [job_id]
+        assert repository.claim_job(session, job_id) == 2  # the first worker stalled; the job runs again
+        session.commit()
+        assert repository.record_masks(session, job_id, 2, ["live-0.png", "live-1.png"])
+        assert repository.record_ratios(session, job_id, 2, [0.6, 0.4])
+        assert not repository.record_masks(session, job_id, 1, ["late-0.png", "late-1.png"])  # the stalled one
+        assert not repository.record_ratios(session, job_id, 1, [0.1, 0.9])
+        session.commit()
+    job = _job(sessions, job_id)
+    assert [(concept.mask_key, concept.ratio) for concept in job.concepts] == [("live-0.png", 0.6), ("live-1.png", 0.4)]
