@@ -24,11 +24,11 @@ RECONNECT_DELAY_MS = 1000
 KEEPALIVE = b": keep-alive\n\n"
 
 LastEventId = Annotated[
-    str | None,
+    str,
     Header(
         alias="Last-Event-ID",
-        pattern=r"^[0-9]{1,18}$",
-        description="Resume after this event id (the `id:` of the last event received); default: from the start.",
+        pattern=r"^[0-9]{0,18}$",
+        description="Resume after this event id (the `id:` of the last event received); empty: from the start.",
     ),
 ]
 
@@ -80,7 +80,7 @@ async def _follow(
 
 
 def event_stream(
-    sessions: sessionmaker[Session], subject_id: str, last_event_id: str | None, keepalive_s: float
+    sessions: sessionmaker[Session], subject_id: str, last_event_id: str, keepalive_s: float
 ) -> EventStreamResponse:
     """The response; the caller has checked access and closed its own session (a stream may stay open for hours)."""
     return EventStreamResponse(

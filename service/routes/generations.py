@@ -140,7 +140,7 @@ def stream_generation_events(
     tenant: CurrentTenant,
     session: SessionDep,
     settings: SettingsDep,
-    last_event_id: LastEventId = None,
+    last_event_id: LastEventId = "",
 ) -> EventStreamResponse:
     get_generation(session, tenant.id, generation_id)
     session.close()  # the stream reads with short sessions of its own

@@ -172,7 +172,7 @@ def stream_job_events(
     tenant: CurrentTenant,
     session: SessionDep,
     settings: SettingsDep,
-    last_event_id: LastEventId = None,
+    last_event_id: LastEventId = "",
 ) -> EventStreamResponse:
     get_job(session, tenant.id, job_id)
     session.close()  # the stream reads with short sessions of its own
