@@ -275,21 +275,33 @@ def record_checkpoint(
     return previous if recorded else key
 
 
-def requeue_stale_jobs(session: Session, cutoff: datetime) -> list[str]:
-    """Running jobs whose heartbeat is older than cutoff (their worker died): back to queued, checkpoint kept."""
+def requeue_stale_jobs(session: Session, cutoff: datetime, *, max_attempts: int) -> list[str]:
+    """Running jobs whose heartbeat is older than cutoff (their worker died): back to queued, checkpoint kept; a job
+    whose worker died ``max_attempts`` times fails ``too_many_attempts`` instead (it may be what kills them)."""
     is_stale = and_(Job.status.in_(list(RUNNING_STATUSES)), func.coalesce(Job.heartbeat_at, Job.updated_at) < cutoff)
-    candidates = list(session.scalars(select(Job.id).where(is_stale)))
-    requeued = [
-        job_id
-        for job_id in candidates
-        if session.execute(
-            update(Job)
-            .where(Job.id == job_id, is_stale)
-            .values(status=JobStatus.QUEUED, updated_at=utc_now())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        == 1
-    ]
+    requeued = []
+    for job_id, attempts in session.execute(select(Job.id, Job.attempts).where(is_stale)).all():
+        if attempts >= max_attempts:
+            message = f"The job's worker stopped {attempts} times while running it; it is not tried again."
+            _end_job(
+                session,
+                job_id,
+                RUNNING_STATUSES,
+                attempt=attempts,
+                status=JobStatus.FAILED,
+                error_code="too_many_attempts",
+                error_message=message,
+            )
+        elif (
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, is_stale)
+                .values(status=JobStatus.QUEUED, updated_at=utc_now())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            == 1
+        ):
+            requeued.append(job_id)
     for job_id in requeued:
         append_job_event(session, job_id, EventType.STATUS, {"status": JobStatus.QUEUED.value, "requeued": True})
     return requeued

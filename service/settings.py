@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(
         default=60, gt=0, description="A running job whose heartbeat is older is requeued and resumed."
     )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Runs of a job whose worker died before it fails too_many_attempts."
+    )
     sweep_interval_seconds: float = Field(
         default=5, gt=0, description="How often workers look for stale jobs and webhook retries that are due."
     )

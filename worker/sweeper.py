@@ -47,7 +47,7 @@ class Sweeper:
         if self._submit_job is not None:
             cutoff = utc_now() - timedelta(seconds=self._settings.stale_after_seconds)
             with self._sessions() as session:
-                for job_id in repository.requeue_stale_jobs(session, cutoff):
+                for job_id in repository.requeue_stale_jobs(session, cutoff, max_attempts=self._settings.max_attempts):
                     logger.warning("job %s went stale: sending it again, to resume from its last checkpoint", job_id)
                     self._submit_job(job_id)
                 # After the sends: a failed send rolls the requeue back, so the next sweep tries again. A worker

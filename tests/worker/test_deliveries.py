@@ -103,8 +103,10 @@ def test_a_stale_running_job_is_requeued_and_resumes_as_a_new_attempt(
         runs = [{"attempt": 1, "from_step": 0, "to_step": 4}]
         assert repository.record_checkpoint(session, job_id, 1, "checkpoint-key", 4, runs) is None
         session.commit()
-        assert repository.requeue_stale_jobs(session, utc_now() - timedelta(minutes=1)) == []  # fresh heartbeat
-        assert repository.requeue_stale_jobs(session, utc_now() + timedelta(seconds=1)) == [job_id]
+        assert (
+            repository.requeue_stale_jobs(session, utc_now() - timedelta(minutes=1), max_attempts=3) == []
+        )  # fresh heartbeat
+        assert repository.requeue_stale_jobs(session, utc_now() + timedelta(seconds=1), max_attempts=3) == [job_id]
         assert repository.claim_job(session, job_id) == 2
         session.commit()
         assert repository.should_stop(session, job_id, 1)  # the first attempt, were it alive, is fenced out

@@ -178,7 +178,7 @@ def test_mask_and_ratio_writes_of_a_stale_attempt_are_dropped(
     with sessions() as session:
         assert repository.claim_job(session, job_id) == 1
         session.commit()
-        assert repository.requeue_stale_jobs(session, utc_now() + timedelta(seconds=1)) == [job_id]
+        assert repository.requeue_stale_jobs(session, utc_now() + timedelta(seconds=1), max_attempts=3) == [job_id]
         assert repository.claim_job(session, job_id) == 2  # the first worker stalled; the job runs again
         session.commit()
         assert repository.record_masks(session, job_id, 2, ["live-0.png", "live-1.png"])
@@ -188,3 +188,19 @@ def test_mask_and_ratio_writes_of_a_stale_attempt_are_dropped(
         session.commit()
     job = _job(sessions, job_id)
     assert [(concept.mask_key, concept.ratio) for concept in job.concepts] == [("live-0.png", 0.6), ("live-1.png", 0.4)]
+
+
+def test_a_job_whose_worker_keeps_dying_fails_too_many_attempts(
+    sessions: sessionmaker[Session], queued_job: Callable[..., str]
+) -> None:
+    job_id = queued_job()
+    later = utc_now() + timedelta(seconds=1)
+    with sessions() as session:
+        for attempt in (1, 2):
+            assert repository.claim_job(session, job_id) == attempt
+            assert repository.requeue_stale_jobs(session, later, max_attempts=3) == [job_id]
+        assert repository.claim_job(session, job_id) == 3
+        assert repository.requeue_stale_jobs(session, later, max_attempts=3) == []
+        session.commit()
+    job = _job(sessions, job_id)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "too_many_attempts")
