@@ -9,11 +9,12 @@ outside a recording, uses scaled_dot_product_attention.
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from diffusers.models.attention_processor import Attention
 
 
@@ -63,6 +64,26 @@ class AttentionRecorder:
             yield self
         finally:
             self._recording = None
+
+    @contextmanager
+    def _replaying(self, recording: _Recording | None) -> Iterator[None]:
+        """During a checkpointed block's recomputation in the backward pass: the same layers take the explicit
+        softmax as in its forward pass (the recomputed ops must match), into a throwaway copy of the recording."""
+        saved = self._recording
+        self._recording = None if recording is None else replace(recording, cross_sum=None, self_sum=None)
+        try:
+            yield
+        finally:
+            self._recording = saved
+
+    def checkpoint(self, block: torch.nn.Module, *args: object) -> object:
+        """Gradient checkpointing of one UNet block that records in its forward pass what it recorded there, also
+        when it is recomputed in the backward pass, after the recording has ended."""
+
+        def contexts() -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
+            return nullcontext(), self._replaying(self._recording)
+
+        return torch.utils.checkpoint.checkpoint(block.__call__, *args, use_reentrant=False, context_fn=contexts)
 
     def wants_cross(self, query_length: int) -> bool:
         rec = self._recording

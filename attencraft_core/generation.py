@@ -100,8 +100,8 @@ def generate_batch(
                 pipeline.scheduler = scheduler_class.from_config(original_scheduler.config, **overrides)
                 for start in range(0, len(group), max_batch_images):
                     chunk = group[start : start + max_batch_images]
-                    with torch.no_grad(), model.autocast():
-                        latents = pipeline(
+                    with torch.no_grad(), model.autocast(), model.generating() as sampling:
+                        latents = sampling(
                             prompt=[prompt for _, prompt, _, _ in chunk],
                             negative_prompt=[negative for _, _, negative, _ in chunk],
                             num_inference_steps=settings.steps,

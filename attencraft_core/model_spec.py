@@ -28,6 +28,14 @@ class RunOptions:
     """How a loaded base model runs on its device; none of these changes results beyond bf16 rounding."""
 
     precision: Precision = Precision.AUTO
+    # Recompute the UNet blocks' activations in the backward pass instead of keeping them: less training memory,
+    # one more forward per step.
+    gradient_checkpointing: bool = False
+    # torch.compile the UNet that generation samples with (training keeps the eager UNet): the first generation
+    # compiles for minutes, later ones run faster; off by default.
+    compile_unet: bool = False
+    # The UNet's convolutions in NHWC, faster on CUDA's tensor cores; None: on CUDA only.
+    channels_last: bool | None = None
 
 
 def check_model_spec(spec: str) -> None:

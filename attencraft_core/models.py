@@ -277,6 +277,25 @@ class BaseModel:
     def configure(self, options: RunOptions) -> None:
         """Apply run options; they change speed, memory and bf16 rounding, never the weights."""
         self.options = options
+        unet = self.pipeline.unet
+        if options.gradient_checkpointing:
+            unet.enable_gradient_checkpointing(self.recorder.checkpoint)
+        else:
+            unet.disable_gradient_checkpointing()
+        channels_last = self.device.type == "cuda" if options.channels_last is None else options.channels_last
+        unet.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        # Shares the UNet's parameters: applied K/V deltas are seen, nothing is copied.
+        self._generation_unet = torch.compile(unet) if options.compile_unet else unet
+
+    @contextmanager
+    def generating(self) -> Iterator[StableDiffusionPipeline]:
+        """The pipeline with the UNet generation samples with (compiled when the options say so)."""
+        eager = self.pipeline.unet
+        self.pipeline.unet = self._generation_unet
+        try:
+            yield self.pipeline
+        finally:
+            self.pipeline.unet = eager
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

@@ -38,6 +38,15 @@ class Settings(BaseSettings):
         description="Hub id, local folder, 'tiny' or 'sd21-random'.",
     )
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="Worker: 'auto' is bf16 autocast on CUDA and fp32 elsewhere."
+    )
+    gradient_checkpointing: bool = Field(
+        default=False, description="Worker: recompute UNet activations in training; less memory, slower steps."
+    )
+    compile_unet: bool = Field(
+        default=False, description="Worker: torch.compile the UNet for generation; the first one compiles."
+    )
 
     api_threads: int = Field(default=12, ge=2, le=200, description="Threads that run blocking route code.")
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1024, description="Per uploaded file.")

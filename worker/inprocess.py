@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from attencraft_core.errors import AttenCraftError
+from attencraft_core.model_spec import Precision, RunOptions
 from attencraft_core.models import BaseModel, load_base_model
 from service import generation_repository, repository
 from service.settings import Settings
@@ -68,6 +69,11 @@ class WarmModel:
     def __init__(self, settings: Settings) -> None:
         self.spec = settings.base_model
         self.device = settings.device
+        self.options = RunOptions(
+            precision=Precision(settings.precision),
+            gradient_checkpointing=settings.gradient_checkpointing,
+            compile_unet=settings.compile_unet,
+        )
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,7 +108,7 @@ class WarmModel:
 
     def _load(self) -> None:
         try:
-            self._model = load_base_model(self.spec, device=self.device)
+            self._model = load_base_model(self.spec, device=self.device, options=self.options)
         except AttenCraftError as error:
             self._error = error
         except Exception as error:  # a CUDA or I/O fault: reported on /readyz and by every job, never lost

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from attencraft_cli.sample_photo import two_object_photo
 from attencraft_cli.service_commands import embedded_service
 from attencraft_core.errors import ModelLoadError
+from attencraft_core.model_spec import Precision, RunOptions
 from service.settings import Settings
 from tests.worker.cluster import poll
 from worker.inprocess import WarmModel
@@ -30,6 +32,16 @@ def test_the_model_state_goes_from_loading_to_ok(tmp_path: Path) -> None:
     assert model.state() == "loading tiny on cpu"
     assert model.wait(timeout_s=300) == "ok"
     assert model().resolution == 256
+
+
+def test_the_settings_choose_how_the_model_runs(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, base_model="tiny", device="cpu", precision="bf16", gradient_checkpointing=True
+    )
+    model = WarmModel(settings)()
+    assert model.options == RunOptions(precision=Precision.BF16, gradient_checkpointing=True, compile_unet=False)
+    assert model.autocast_dtype == torch.bfloat16
+    assert model.pipeline.unet.is_gradient_checkpointing
 
 
 def test_a_model_that_cannot_load_stays_failed_with_its_reason(tmp_path: Path, broken_model: Path) -> None:
