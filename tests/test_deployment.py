@@ -1,5 +1,6 @@
 """docker-compose.yml: the services, their start order, healthchecks and the GPU reservation."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,5 +49,14 @@ def test_compose_validates_where_a_compose_tool_is_installed():
         command = ["docker", "compose", "config", "-q"]
     else:
         return  # the structural checks above still ran
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    with_secret = {**os.environ, "ATTENCRAFT_SECRET_KEY": "a-secret-of-the-operator"}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=with_secret)
     assert result.returncode == 0, result.stderr
+    without = {name: value for name, value in os.environ.items() if name != "ATTENCRAFT_SECRET_KEY"}
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=without)
+    assert refused.returncode != 0 and "ATTENCRAFT_SECRET_KEY" in refused.stderr
+
+
+def test_the_deployment_has_no_default_secret():
+    secret = compose()["x-attencraft-env"]["ATTENCRAFT_SECRET_KEY"]
+    assert secret.startswith("${ATTENCRAFT_SECRET_KEY:?"), secret  # compose stops when it is not set
