@@ -40,6 +40,16 @@ def test_the_worker_reserves_an_nvidia_gpu_and_uses_celery():
     assert services["api"]["environment"]["ATTENCRAFT_QUEUE"] == "celery"
 
 
+def test_the_gpu_worker_runs_on_cuda_with_its_run_options_from_the_shell():
+    from service.settings import Settings
+
+    environment = compose()["services"]["worker"]["environment"]
+    assert environment["ATTENCRAFT_QUEUE"] == "celery" and environment["ATTENCRAFT_DEVICE"] == "cuda"
+    for name in ("PRECISION", "GRADIENT_CHECKPOINTING", "COMPILE_UNET"):
+        assert environment[f"ATTENCRAFT_{name}"].startswith(f"${{ATTENCRAFT_{name}:-")
+        assert name.lower() in Settings.model_fields
+
+
 def test_compose_validates_where_a_compose_tool_is_installed():
     if shutil.which("docker-compose"):
         command = ["docker-compose", "config", "-q"]
