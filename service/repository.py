@@ -353,12 +353,16 @@ def _forget_heatmaps(session: Session, job_id: str) -> None:
 
 
 def record_heatmaps(
-    session: Session, job_id: str, tenant_id: str, heatmaps: Sequence[tuple[str, StoredObject]]
-) -> None:
-    """The attention heatmaps, listed among the job's files from masking time on (a new attempt replaces them)."""
+    session: Session, job_id: str, tenant_id: str, attempt: int, heatmaps: Sequence[tuple[str, StoredObject]]
+) -> bool:
+    """The attention heatmaps, listed among the job's files from masking time on (a new attempt replaces them);
+    fenced like the masks."""
+    if not _transition(session, job_id, RUNNING_STATUSES, attempt=attempt):
+        return False
     _forget_heatmaps(session, job_id)
     _add_artifacts(session, tenant_id, job_id, heatmaps)
     append_job_event(session, job_id, EventType.HEATMAPS, {"count": len(heatmaps) // 2})
+    return True
 
 
 def record_ratios(session: Session, job_id: str, attempt: int, ratios: Sequence[float]) -> bool:

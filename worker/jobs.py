@@ -128,7 +128,7 @@ class JobReporter:
             for name in [repository.heatmap_artifact_name(index, moment)]
         ]
         with self.sessions() as session:
-            repository.record_heatmaps(session, self.job.job_id, self.job.tenant_id, stored)
+            repository.record_heatmaps(session, self.job.job_id, self.job.tenant_id, self.attempt, stored)
             session.commit()
 
     def on_ratios(self, ratios: list[float]) -> None:

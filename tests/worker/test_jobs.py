@@ -19,7 +19,7 @@ from service.event_log import events_after, loss_history
 from service.models import Job, JobStatus, utc_now
 from service.repository import request_cancel
 from service.settings import Settings
-from service.storage import LocalDirectoryStore
+from service.storage import LocalDirectoryStore, StoredObject
 from tests.service.infrastructure import fill, small_tmpfs
 from tests.worker.conftest import TRAIN_STEPS, insert_queued_job
 from worker.inference import GenerationRunner
@@ -185,9 +185,17 @@ def test_mask_and_ratio_writes_of_a_stale_attempt_are_dropped(
         assert repository.record_ratios(session, job_id, 2, [0.6, 0.4])
         assert not repository.record_masks(session, job_id, 1, ["late-0.png", "late-1.png"])  # the stalled one
         assert not repository.record_ratios(session, job_id, 1, [0.1, 0.9])
+        live, late = (
+            [(f"heatmap_0_{when}", StoredObject(f"{who}-{when}.png", 1, "0" * 64, "x")) for when in ("before", "after")]
+            for who in ("live", "late")
+        )
+        tenant_id = session.get_one(Job, job_id).tenant_id
+        assert repository.record_heatmaps(session, job_id, tenant_id, 2, live)
+        assert not repository.record_heatmaps(session, job_id, tenant_id, 1, late)
         session.commit()
     job = _job(sessions, job_id)
     assert [(concept.mask_key, concept.ratio) for concept in job.concepts] == [("live-0.png", 0.6), ("live-1.png", 0.4)]
+    assert sorted(artifact.key for artifact in job.artifacts) == ["live-after.png", "live-before.png"]
 
 
 def test_a_job_whose_worker_keeps_dying_fails_too_many_attempts(
