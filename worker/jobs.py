@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 from tokenizers import Tokenizer
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPES = {".png": "image/png", ".json": "application/json", ".csv": "text/csv"}
 PROGRESS_INTERVAL_S = 1.0
 STORAGE_FULL_MESSAGE = "The store ran out of space while the job wrote its results; submit it again once space is free."
+TIMEOUT_MESSAGE = "The job ran longer than the workers' time limit for one job; try fewer steps."
 STORAGE_UNAVAILABLE_MESSAGE = "The store could not be reached while the job wrote its results; submit it again."
 
 
@@ -269,6 +271,8 @@ class JobRunner:
                 self._cancel(job, reporter)
             except AttenCraftError as error:
                 self._fail(job, reporter, error.code, str(error))
+            except SoftTimeLimitExceeded:  # Celery's task_soft_time_limit (ATTENCRAFT_TASK_SOFT_TIME_LIMIT_SECONDS)
+                self._fail(job, reporter, "timeout", TIMEOUT_MESSAGE)
             except StorageFull:
                 self._fail(job, reporter, "storage_full", STORAGE_FULL_MESSAGE)
             except StorageUnavailable:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from safetensors.torch import load_file
 from sqlalchemy.orm import Session, sessionmaker
@@ -212,3 +213,16 @@ def test_a_job_whose_worker_keeps_dying_fails_too_many_attempts(
         session.commit()
     job = _job(sessions, job_id)
     assert (job.status, job.error_code) == (JobStatus.FAILED, "too_many_attempts")
+
+
+def test_a_job_past_the_soft_time_limit_fails_timeout(
+    sessions: sessionmaker[Session], store: LocalDirectoryStore, queued_job: Callable[..., str]
+) -> None:
+    def past_the_limit() -> BaseModel:  # what Celery's SIGUSR1 handler raises inside the running task
+        raise SoftTimeLimitExceeded()
+
+    job_id = queued_job()
+    JobRunner(sessions, store, past_the_limit).run(job_id)
+
+    job = _job(sessions, job_id)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "timeout")
