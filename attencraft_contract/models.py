@@ -133,7 +133,9 @@ class JobOut(BaseModel):
     cancel_requested: bool
     progress: Progress
     concepts: list[ConceptSummary]
-    image_url: str | None = Field(description="Signed URL of the uploaded photo (null in webhook payloads).")
+    image_url: str | None = Field(
+        default=None, description="Signed URL of the uploaded photo (null in webhook payloads)."
+    )
     options: JobOptions
     webhook_url: str | None
     stage_timings: dict[str, StageTiming]
