@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from attencraft_cli.errors import CommandError
+from attencraft_cli.method_options import add_method_arguments, job_option_values
 from attencraft_cli.parsing import command
 from attencraft_contract import rules
 from attencraft_contract.images import CheckedImage, check_image_file, check_masks
 from attencraft_contract.limits import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from attencraft_contract.methods import check_masks_allowed
 from attencraft_contract.models import GenerationOptions, ImageFit, JobOptions, Scheduler
 from attencraft_core.model_spec import check_device_name, check_model_spec
 
+PRIOR_CACHE = Path.home() / ".cache" / "attencraft" / "prior-images"
 METADATA_FILE = "metadata.json"  # attencraft_core.artifacts.METADATA_FILE, read here without importing torch
 
 
@@ -46,12 +49,19 @@ def add_core_commands(subparsers: Any) -> None:
     train.add_argument("--mask", action="append", default=[], dest="masks", metavar="PNG", help="a mask per concept")
     train.add_argument("--model", default="tiny", help="tiny, sd21-random, a hub id or a local diffusers folder")
     train.add_argument("--revision", default=None, help="hub revision of the base model")
-    train.add_argument("--steps", type=int, default=JobOptions().steps, help="training steps")
+    train.add_argument("--steps", type=int, default=None, help="training steps (default: the method's preset)")
     train.add_argument("--seed", type=int, default=JobOptions().seed, help="random seed")
     train.add_argument("--fit", choices=[fit.value for fit in ImageFit], default=ImageFit.CROP.value, help="non-square")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument(
         "--compress", type=energy_fraction, metavar="ENERGY", help="low-rank deltas keeping ENERGY of σ, e.g. 0.6"
+    )
+    add_method_arguments(train)
+    train.add_argument(
+        "--prior-cache",
+        type=Path,
+        default=None,
+        help="folder keeping prior preservation's class images across runs; unset: ~/.cache/attencraft/prior-images",
     )
     train.add_argument("--out", required=True, type=Path, help="a new or empty folder for the concept set")
     train.set_defaults(handler=run_train)
@@ -117,9 +127,8 @@ def checked_inputs(image: Path, mask_paths: list[str], concept_count: int) -> tu
 def run_train(arguments: argparse.Namespace) -> int:
     names = rules.concept_names(arguments.concepts)
     initializers = _initializers(arguments.initializer, names)
-    options = rules.validated_options(
-        JobOptions, {"steps": arguments.steps, "seed": arguments.seed, "fit": arguments.fit}
-    )
+    options = rules.job_options(job_option_values(arguments))
+    check_masks_allowed(options.method, len(arguments.masks))
     check_model_spec(arguments.model)
     check_device_name(arguments.device)
     _empty_output_folder(arguments.out)
@@ -130,9 +139,10 @@ def run_train(arguments: argparse.Namespace) -> int:
     from attencraft_core.config import TrainingConfig
     from attencraft_core.models import load_base_model
     from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
+    from attencraft_core.prior import DirectoryPriorCache
 
     concepts = [ConceptSpec(name, initializers.get(name)) for name in names]
-    config = TrainingConfig(steps=options.steps, seed=options.seed)
+    config = TrainingConfig(recipe=options.recipe(), seed=options.seed)
     started = time.perf_counter()
     print(f"Loading base model {arguments.model} ...", file=sys.stderr)
     model = load_base_model(arguments.model, device=arguments.device, revision=arguments.revision)
@@ -157,6 +167,7 @@ def run_train(arguments: argparse.Namespace) -> int:
             user_masks=[mask.image for mask in masks] or None,
             callbacks=callbacks,
             fit=options.fit,
+            prior_cache=DirectoryPriorCache(arguments.prior_cache or PRIOR_CACHE),
         )
     finally:
         bar.close()
@@ -165,10 +176,14 @@ def run_train(arguments: argparse.Namespace) -> int:
     paths = concept_set.save(arguments.out)
     elapsed = time.perf_counter() - started
 
-    print(f"Learned {', '.join(concept_set.placeholders)} on {arguments.model} in {elapsed:.1f} s")
-    areas = concept_set.metadata["mask_area_fractions"]
-    for placeholder, area, ratio in zip(concept_set.placeholders, areas, concept_set.ratios, strict=True):
-        print(f"  {placeholder:<16} mask {area:7.2%} of the image   sampling ratio {ratio:.3f}")
+    learned = ", ".join(concept_set.placeholders)
+    print(f"Learned {learned} on {arguments.model} in {elapsed:.1f} s with {options.method}")
+    areas = concept_set.metadata["mask_area_fractions"] or [None] * len(names)
+    ratios = concept_set.ratios or [None] * len(names)
+    for placeholder, area, ratio in zip(concept_set.placeholders, areas, ratios, strict=True):
+        mask = f"mask {area:7.2%} of the image" if area is not None else "no mask"
+        ratio_text = f"   sampling ratio {ratio:.3f}" if ratio is not None else ""
+        print(f"  {placeholder:<16} {mask}{ratio_text}")
     if "compression" in concept_set.metadata:
         report = concept_set.metadata["compression"]
         print(

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from attencraft_cli.errors import EXIT_FAILED, CommandError
+from attencraft_cli.method_options import add_method_arguments, job_option_values
 from attencraft_cli.parsing import command
 from attencraft_contract import rules
+from attencraft_contract.methods import check_masks_allowed
 from attencraft_contract.models import ImageFit, JobOptions, JobStatus
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -40,11 +42,12 @@ def add_remote_commands(subparsers: Any) -> None:
     submit.add_argument("--concept", action="append", required=True, dest="concepts", help="class name (repeat)")
     submit.add_argument("--initializer", action="append", default=[], metavar="WORD", help="one per concept, in order")
     submit.add_argument("--mask", action="append", default=[], dest="masks", metavar="PNG", help="one per concept")
-    submit.add_argument("--steps", type=int, default=JobOptions().steps, help="training steps")
+    submit.add_argument("--steps", type=int, default=None, help="training steps (default: the method's preset)")
     submit.add_argument("--seed", type=int, default=JobOptions().seed, help="random seed")
     submit.add_argument(
         "--fit", choices=[fit.value for fit in ImageFit], default=ImageFit.CROP.value, help="non-square"
     )
+    add_method_arguments(submit)
     submit.add_argument("--webhook-url", default=None, help="http(s) URL told when the job ends")
     submit.add_argument("--wait", action="store_true", help="then wait for the end with a progress bar")
     add_server_arguments(submit)
@@ -88,9 +91,8 @@ def run_submit(arguments: argparse.Namespace) -> int:
 
     names = rules.concept_names(arguments.concepts)
     rules.initializer_words(arguments.initializer, concept_count=len(names))
-    options = rules.validated_options(
-        JobOptions, {"steps": arguments.steps, "seed": arguments.seed, "fit": arguments.fit}
-    )
+    options = rules.job_options(job_option_values(arguments))
+    check_masks_allowed(options.method, len(arguments.masks))
     rules.webhook_url(arguments.webhook_url)
     checked_inputs(arguments.image, arguments.masks, len(names))
     with connect(arguments) as client:
@@ -100,7 +102,7 @@ def run_submit(arguments: argparse.Namespace) -> int:
             initializers=arguments.initializer or None,
             masks=[Path(mask) for mask in arguments.masks] or None,
             webhook_url=arguments.webhook_url,
-            **options.model_dump(),
+            **options.model_dump(exclude_none=True),
         )
         print(job.id)
         sys.stdout.flush()

@@ -10,8 +10,9 @@ import httpx
 from pydantic import BaseModel
 
 from attencraft_client.errors import ApiError, ClientError
-from attencraft_contract.models import ArtifactOut, GenerateRequest, JobOptions, JobStatus
-from attencraft_contract.rules import validated_options
+from attencraft_contract.methods import check_masks_allowed
+from attencraft_contract.models import ArtifactOut, GenerateRequest, JobStatus
+from attencraft_contract.rules import job_options, validated_options
 
 Model = TypeVar("Model", bound=BaseModel)
 ImageInput = str | os.PathLike[str] | bytes | IO[bytes] | tuple[str, bytes]
@@ -54,8 +55,9 @@ def create_job_request(
     options: dict[str, Any],
 ) -> httpx.Request:
     """POST /jobs; the options are checked here with the contract's rules, the rest by the server."""
-    job_options = validated_options(JobOptions, options)
-    data: dict[str, Any] = {"concepts": list(concepts), "options": job_options.model_dump_json()}
+    checked_options = job_options(options)
+    check_masks_allowed(checked_options.method, len(masks or []))
+    data: dict[str, Any] = {"concepts": list(concepts), "options": checked_options.model_dump_json(exclude_none=True)}
     if initializers is not None:
         data["initializers"] = list(initializers)
     if webhook_url is not None:

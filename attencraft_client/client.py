@@ -155,7 +155,8 @@ class Client:
         webhook_url: str | None = None,
         **options: Any,
     ) -> Job:
-        """Submit a photo and its concept names; ``options`` are JobOptions (steps, seed, fit)."""
+        """Submit a photo and its concept names; ``options`` are JobOptions: steps, seed, fit, method,
+        preset, prior_preservation, prior_images, and AttenCraft's ablations ratios, multi_concept_loss, omega."""
         request = calls.create_job_request(
             self.http, image, concepts, initializers=initializers, masks=masks, webhook_url=webhook_url, options=options
         )

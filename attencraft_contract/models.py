@@ -14,12 +14,14 @@ from attencraft_contract.limits import (
     MAX_IMAGE_SIDE,
     MAX_IMAGES_PER_GENERATION,
     MAX_PAGE_SIZE,
+    MAX_PRIOR_IMAGES,
     MAX_PROMPT_CHARS,
     MAX_SAMPLING_STEPS,
     MAX_SEED,
     MAX_STEPS,
     MIN_IMAGE_SIDE,
 )
+from attencraft_contract.methods import Method, MultiConceptLoss, Preset, Ratios, Recipe, build_recipe
 
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # unpadded base64url
 TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # no control characters but tabs and line breaks
@@ -79,15 +81,85 @@ class ImageFit(enum.StrEnum):
 
 
 class JobOptions(BaseModel):
-    """Training options a client may set; anything else is rejected."""
+    """Training options a client may set; anything else is rejected. Unset method settings keep the preset's."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"steps": 300, "seed": 0, "fit": "crop"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"steps": 300, "seed": 0, "fit": "crop"},
+                {"method": "custom_diffusion", "preset": "official", "prior_images": 50},
+                {"method": "attencraft", "ratios": "equal", "omega": 0.5},
+            ]
+        },
     )
 
-    steps: Annotated[int, NumberOnly] = Field(default=300, ge=1, le=MAX_STEPS, description="Training steps.")
+    steps: Annotated[int | None, NumberOnly] = Field(
+        default=None, ge=1, le=MAX_STEPS, description="Training steps; default: the method's preset (AttenCraft 300)."
+    )
     seed: Annotated[int, NumberOnly] = Field(default=0, ge=0, le=MAX_SEED, description="Random seed of the whole job.")
     fit: ImageFit = Field(default=ImageFit.CROP, description="A photo that is not square: `crop` (centre) or `pad`.")
+    method: Method = Field(default=Method.ATTENCRAFT, description="The training method (README: Methods).")
+    preset: Preset = Field(
+        default=Preset.ATTENCRAFT_COMPARISON,
+        description="`attencraft_comparison`: the settings the AttenCraft paper ran; `official`: the authors' code.",
+    )
+    prior_preservation: bool | None = Field(
+        default=None, description="Regularise with class images the base model draws; default: the method's own."
+    )
+    prior_images: int | None = Field(
+        default=None, ge=1, le=MAX_PRIOR_IMAGES, description="Class images per class prompt; default: the preset's."
+    )
+    ratios: Ratios | None = Field(default=None, description="AttenCraft ablation: single-concept sampling ratios.")
+    multi_concept_loss: MultiConceptLoss | None = Field(
+        default=None, description="AttenCraft ablation: what a multi-concept step back-propagates."
+    )
+    omega: float | None = Field(
+        default=None, ge=0, le=1, description="AttenCraft ablation: share of multi-concept steps (default 0.3)."
+    )
+
+    def recipe(self) -> Recipe:
+        """The effective training recipe, or an InputError (e.g. an ablation switch with another method)."""
+        return build_recipe(
+            self.method,
+            self.preset,
+            steps=self.steps,
+            prior_preservation=self.prior_preservation,
+            prior_images=self.prior_images,
+            ratios=self.ratios,
+            multi_concept_loss=self.multi_concept_loss,
+            omega=self.omega,
+        )
+
+
+class MasksSource(enum.StrEnum):
+    UPLOADED = "uploaded"
+    ATTENTION = "attention"
+    NONE = "none"
+
+
+class StageOut(BaseModel):
+    steps: int
+    learning_rate: float
+    trains_kv: bool = Field(description="Whether W_k, W_v train in this stage (the identifiers always do).")
+
+
+class RecipeOut(BaseModel):
+    """The method a job trains with and its effective hyper-parameters."""
+
+    method: Method
+    preset: Preset
+    steps: int
+    stages: list[StageOut]
+    token_init: str
+    prompt_expansion: str = Field(description="How `<cat>` is written to the model: `token` or `token+class`.")
+    attention_weight: float
+    prior_preservation: bool
+    prior_images: int
+    prior_weight: float
+    ratios: Ratios | None = Field(default=None, description="AttenCraft only.")
+    multi_concept_loss: MultiConceptLoss | None = Field(default=None, description="AttenCraft only.")
+    omega: float | None = Field(default=None, description="AttenCraft only.")
 
 
 class JobListQuery(BaseModel):
@@ -137,6 +209,11 @@ class JobOut(BaseModel):
         default=None, description="Signed URL of the uploaded photo (null in webhook payloads)."
     )
     options: JobOptions
+    recipe: RecipeOut = Field(description="The method and its effective hyper-parameters.")
+    masks_source: MasksSource = Field(
+        description="Where the method's masks come from: `uploaded`, `attention` (AttenCraft's stage 1) or `none` "
+        "(the method reads no masks)."
+    )
     webhook_url: str | None
     stage_timings: dict[str, StageTiming]
     error: JobError | None

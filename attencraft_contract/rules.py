@@ -113,6 +113,16 @@ def validated_options(model: type[Options], values: Mapping[str, Any], *, field:
         ) from exc
 
 
+def job_options(values: Mapping[str, Any]) -> JobOptions:
+    """JobOptions whose method settings also make a valid recipe (an ablation switch needs method attencraft)."""
+    options = validated_options(JobOptions, values)
+    try:
+        options.recipe()
+    except InputError as error:
+        raise InputError(error.message, code=error.code, field=f"options.{error.field}") from error
+    return options
+
+
 def job_options_json(raw_options: str | None) -> JobOptions:
     """The ``options`` form field: a JSON object such as {"steps": 300, "seed": 7}."""
     if raw_options is None or not raw_options.strip():
@@ -124,7 +134,7 @@ def job_options_json(raw_options: str | None) -> JobOptions:
         raise InputError(f"options must be a JSON object: {message}.", code="invalid_options", field="options") from exc
     if not isinstance(decoded, dict):
         raise InputError('options must be a JSON object, e.g. {"steps": 300}.', code="invalid_options", field="options")
-    return validated_options(JobOptions, decoded)
+    return job_options(decoded)
 
 
 def unknown_placeholders_sentence(unknown: Sequence[str], known: Sequence[str]) -> str:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from attencraft_contract.methods import PromptExpansion
 from attencraft_core.errors import InvalidInputError
 from attencraft_core.images import mask_images, mask_overlay
 from attencraft_core.models import ConceptWeights
@@ -50,7 +51,7 @@ class ConceptSet:
     token_strings: list[str]  # the internal identifier tokens used in training
     embeddings: torch.Tensor  # (N, D)
     deltas: dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (ΔW_k, ΔW_v)
-    masks: torch.Tensor  # bool (N, H, W) on the self-attention grid
+    masks: torch.Tensor | None  # bool (N, H, W) on the self-attention grid; None for a method that uses none
     scores: list[float]
     ratios: list[float]
     metadata: dict[str, Any]
@@ -65,6 +66,8 @@ class ConceptSet:
             deltas=self.deltas,
             base_fingerprint=self.metadata["base_model"]["fingerprint"],
             base_model=self.metadata["base_model"]["name"],
+            class_names=self.class_names,
+            prompt_expansion=PromptExpansion(self.metadata.get("prompt_expansion", PromptExpansion.TOKEN)),
         )
 
     def compressed(self, energy: float = 0.6) -> "ConceptSet":
@@ -95,10 +98,9 @@ class ConceptSet:
     def save(self, directory: Path) -> dict[str, Path]:
         """Write the artifact files; returns logical name -> path."""
         directory.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, torch.Tensor] = {
-            "embeddings": self.embeddings.float().contiguous(),
-            "masks": self.masks.to(torch.uint8).contiguous(),
-        }
+        tensors: dict[str, torch.Tensor] = {"embeddings": self.embeddings.float().contiguous()}
+        if self.masks is not None:
+            tensors["masks"] = self.masks.to(torch.uint8).contiguous()
         if self.factors is None:
             for layer, (delta_k, delta_v) in self.deltas.items():
                 tensors[f"{layer}.to_k.delta"] = delta_k.float().contiguous()
@@ -111,12 +113,13 @@ class ConceptSet:
         save_file(tensors, str(paths["weights"]))
 
         resolution = self.image.width if self.image is not None else self.metadata["resolution"]
-        for index, picture in enumerate(mask_images(self.masks, resolution)):
-            paths[f"mask_{index}"] = directory / f"mask_{index}_{self.class_names[index]}.png"
-            picture.save(paths[f"mask_{index}"])
-        if self.image is not None:
-            paths["overlay"] = directory / OVERLAY_FILE
-            mask_overlay(self.image, self.masks).save(paths["overlay"])
+        if self.masks is not None:
+            for index, picture in enumerate(mask_images(self.masks, resolution)):
+                paths[f"mask_{index}"] = directory / f"mask_{index}_{self.class_names[index]}.png"
+                picture.save(paths[f"mask_{index}"])
+            if self.image is not None:
+                paths["overlay"] = directory / OVERLAY_FILE
+                mask_overlay(self.image, self.masks).save(paths["overlay"])
         paths["loss_curve"] = directory / LOSS_CURVE_FILE
         with paths["loss_curve"].open("w", newline="") as handle:
             writer = csv.writer(handle)
@@ -173,7 +176,7 @@ class ConceptSet:
             token_strings=metadata["token_strings"],
             embeddings=tensors["embeddings"],
             deltas=deltas,
-            masks=tensors["masks"].bool(),
+            masks=tensors["masks"].bool() if "masks" in tensors else None,
             scores=metadata["scores"],
             ratios=metadata["ratios"],
             metadata={k: v for k, v in metadata.items() if k not in known},

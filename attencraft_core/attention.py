@@ -10,7 +10,7 @@ outside a recording, uses scaled_dot_product_attention.
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -34,13 +34,16 @@ class AttentionGrids:
 
 @dataclass
 class _Recording:
-    cross_grid: tuple[int, int]
+    cross_grids: tuple[tuple[int, int], ...]
     token_positions: torch.Tensor  # (K,) prompt positions whose attention columns are kept
     self_grid: tuple[int, int] | None
-    cross_sum: torch.Tensor | None = None  # (B, K, h*w) summed over layers, head-averaged
-    cross_layers: int = 0
+    cross_sums: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)  # grid -> (B, K, h*w), head-mean
+    cross_layers: dict[tuple[int, int], int] = field(default_factory=dict)
     self_sum: torch.Tensor | None = None  # (B, H*W, H*W) summed over layers, head-averaged
     self_layers: int = 0
+
+    def cross_grid_of(self, query_length: int) -> tuple[int, int] | None:
+        return next((grid for grid in self.cross_grids if grid[0] * grid[1] == query_length), None)
 
 
 class AttentionRecorder:
@@ -54,9 +57,12 @@ class AttentionRecorder:
         token_positions: torch.Tensor,
         *,
         with_self_attention: bool = False,
+        cross_grids: tuple[tuple[int, int], ...] | None = None,
     ) -> Iterator["AttentionRecorder"]:
+        """Record the token columns on `cross_grids` (default: the model's cross grid) and, if asked, the
+        self-attention on its self grid; every other layer keeps scaled_dot_product_attention."""
         self._recording = _Recording(
-            cross_grid=grids.cross,
+            cross_grids=cross_grids or (grids.cross,),
             token_positions=token_positions,
             self_grid=grids.self_attention if with_self_attention else None,
         )
@@ -70,7 +76,8 @@ class AttentionRecorder:
         """During a checkpointed block's recomputation in the backward pass: the same layers take the explicit
         softmax as in its forward pass (the recomputed ops must match), into a throwaway copy of the recording."""
         saved = self._recording
-        self._recording = None if recording is None else replace(recording, cross_sum=None, self_sum=None)
+        fresh = {"cross_sums": {}, "cross_layers": {}, "self_sum": None}
+        self._recording = None if recording is None else replace(recording, **fresh)
         try:
             yield
         finally:
@@ -87,7 +94,7 @@ class AttentionRecorder:
 
     def wants_cross(self, query_length: int) -> bool:
         rec = self._recording
-        return rec is not None and query_length == rec.cross_grid[0] * rec.cross_grid[1]
+        return rec is not None and rec.cross_grid_of(query_length) is not None
 
     def wants_self(self, query_length: int) -> bool:
         rec = self._recording
@@ -96,9 +103,10 @@ class AttentionRecorder:
     def add_cross(self, probabilities: torch.Tensor) -> None:
         """probabilities: (B, heads, h*w, L) softmax over the L prompt tokens."""
         rec = self._active()
+        grid = rec.cross_grid_of(probabilities.shape[2])
         columns = probabilities.mean(dim=1)[..., rec.token_positions].transpose(1, 2)  # (B, K, h*w)
-        rec.cross_sum = columns if rec.cross_sum is None else rec.cross_sum + columns
-        rec.cross_layers += 1
+        rec.cross_sums[grid] = columns if grid not in rec.cross_sums else rec.cross_sums[grid] + columns
+        rec.cross_layers[grid] = rec.cross_layers.get(grid, 0) + 1
 
     def add_self(self, probabilities: torch.Tensor) -> None:
         """probabilities: (B, heads, H*W, H*W), row-stochastic."""
@@ -107,12 +115,19 @@ class AttentionRecorder:
         rec.self_sum = averaged if rec.self_sum is None else rec.self_sum + averaged
         rec.self_layers += 1
 
-    def cross_maps(self) -> torch.Tensor:
-        """(B, K, h, w): head- and layer-averaged cross-attention of the recorded tokens."""
+    def recorded_cross_grids(self) -> list[tuple[int, int]]:
+        """The asked-for grids the UNet has cross-attention layers on, in the order asked."""
         rec = self._active()
-        if rec.cross_sum is None:
-            raise RuntimeError(f"no cross-attention layer has a {rec.cross_grid} query grid")
-        return (rec.cross_sum / rec.cross_layers).unflatten(-1, rec.cross_grid)
+        return [grid for grid in rec.cross_grids if grid in rec.cross_sums]
+
+    def cross_maps(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, K, h, w): head- and layer-averaged cross-attention of the recorded tokens on `grid` (default: the
+        first grid asked for)."""
+        rec = self._active()
+        grid = grid or rec.cross_grids[0]
+        if grid not in rec.cross_sums:
+            raise RuntimeError(f"no cross-attention layer has a {grid} query grid")
+        return (rec.cross_sums[grid] / rec.cross_layers[grid]).unflatten(-1, grid)
 
     def self_attention(self) -> torch.Tensor:
         """(B, H*W, H*W): head- and layer-averaged self-attention on the self grid."""

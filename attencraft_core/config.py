@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from attencraft_contract.methods import Recipe, build_recipe
+
 
 @dataclass(frozen=True)
 class MaskConfig:
@@ -25,22 +27,19 @@ class RatioConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Feature-retaining training, paper Eq. 7-9 (SPEC 2.5)."""
+    """A training run: the method's recipe (attencraft_contract.methods: steps, stages and learning rates, loss
+    weights such as Eq. 9's α, ω, prior preservation) and what every method shares."""
 
-    steps: int = 300
+    recipe: Recipe = field(default_factory=build_recipe)
     seed: int = 0
-    omega: float = 0.3  # probability of a multi-concept step (|s| >= 2)
-    alpha: float = 0.01  # Eq. 9: weight of L_attn in single-concept steps
-    learning_rate: float = 1e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-2
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
+    prior_sampling_steps: int = 50  # denoising steps of a class image (the diffusers class-image scripts' default)
     masks: MaskConfig = field(default_factory=MaskConfig)
     ratios: RatioConfig = field(default_factory=RatioConfig)
 
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError("steps must be at least 1")
-        if not 0.0 <= self.omega <= 1.0:
-            raise ValueError("omega must lie in [0, 1]")
+    @property
+    def steps(self) -> int:
+        return self.recipe.steps

@@ -2,6 +2,9 @@
 
 Layout: `pytorch_custom_diffusion_weights.safetensors` with full `<layer>.processor.to_{k,v}_custom_diffusion.weight`
 (W + ΔW) per cross-attention layer, plus one `<placeholder>.safetensors` textual-inversion embedding per concept.
+Every method trains exactly these (identifier vectors and cross-attention K/V; Break-a-Scene as its PEFT variant), so
+the export is complete for all; `attencraft_export.json` says how prompts name each concept ("<cat> cat" for the
+methods that trained with the class word after the identifier).
 diffusers' `load_attn_procs` does not install these processors in current releases unless it is handed the
 pipeline, so `load_custom_diffusion` builds `CustomDiffusionAttnProcessor2_0` objects itself.
 """
@@ -36,7 +39,13 @@ def export_custom_diffusion(model: BaseModel, weights: ConceptWeights, directory
         paths[placeholder] = directory / f"{placeholder}.safetensors"
         save_file({placeholder: vector.detach().float().cpu().contiguous()}, str(paths[placeholder]))
     paths["index"] = directory / EXPORT_INDEX
-    index = {"base_model": weights.base_model, "placeholders": weights.placeholders}
+    index = {
+        "base_model": weights.base_model,
+        "placeholders": weights.placeholders,
+        # What to write for each concept in a stock pipeline's prompt: the method trained "<cat> cat" or "<cat>".
+        "prompt_expansion": weights.prompt_expansion.value,
+        "write_in_prompts": weights.prompt_text(weights.placeholders),
+    }
     paths["index"].write_text(json.dumps(index, indent=2), encoding="utf-8")
     return paths
 

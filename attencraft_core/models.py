@@ -28,6 +28,7 @@ from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from attencraft_contract.limits import MAX_CONCEPTS
+from attencraft_contract.methods import PromptExpansion
 from attencraft_core.attention import AttentionGrids, AttentionRecorder, RecordingAttnProcessor
 from attencraft_core.errors import BaseModelMismatchError, InvalidInputError, ModelLoadError
 from attencraft_core.model_spec import (
@@ -224,6 +225,14 @@ class ConceptWeights:
     deltas: dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer name -> (ΔW_k, ΔW_v)
     base_fingerprint: str
     base_model: str
+    class_names: list[str]
+    prompt_expansion: PromptExpansion = PromptExpansion.TOKEN  # how the method trained: "V_1" or "V_1 cat"
+
+    def prompt_text(self, tokens: list[str]) -> dict[str, str]:
+        """placeholder -> what a prompt's "<cat>" becomes, given the identifier token strings."""
+        if self.prompt_expansion == PromptExpansion.TOKEN_AND_CLASS:
+            tokens = [f"{token} {name}" for token, name in zip(tokens, self.class_names, strict=True)]
+        return dict(zip(self.placeholders, tokens, strict=True))
 
 
 class BaseModel:
@@ -337,11 +346,12 @@ class BaseModel:
     def token_ids(self, word: str) -> list[int]:
         return self.pipeline.tokenizer(word, add_special_tokens=False).input_ids
 
-    def initial_identifier(self, word: str) -> torch.Tensor:
+    def initial_identifier(self, word: str, *, first_subtoken: bool = False) -> torch.Tensor:
+        """The word's embedding, the mean over its sub-tokens (or its first sub-token only, Break-a-Scene's code)."""
         ids = self.token_ids(word)
         if not ids or any(i in self.slot_ids for i in ids):
             raise InvalidInputError(f"{word!r} cannot initialise a concept token: it has no ordinary tokens.")
-        return class_name_embedding(self.identifier_embedding.base, ids).to(self.device)
+        return class_name_embedding(self.identifier_embedding.base, ids[:1] if first_subtoken else ids).to(self.device)
 
     def set_identifiers(self, vectors: torch.Tensor) -> None:
         """vectors: (N, D); row i becomes the embedding of slot token i."""
@@ -382,7 +392,7 @@ class BaseModel:
     def applied(self, weights: ConceptWeights) -> Iterator[dict[str, str]]:
         """Apply W + ΔW and the identifier vectors; on exit restore the base bit-identically.
 
-        Yields the placeholder -> internal token string mapping for prompts.
+        Yields the placeholder -> internal prompt text mapping ("V_1", or "V_1 cat" for methods that train so).
         """
         if weights.base_fingerprint != self.fingerprint:
             raise BaseModelMismatchError(
@@ -401,7 +411,7 @@ class BaseModel:
                     layer.to_k.weight.copy_(base_k).add_(delta_k.to(base_k.device, base_k.dtype))
                     layer.to_v.weight.copy_(base_v).add_(delta_v.to(base_v.device, base_v.dtype))
             self.set_identifiers(weights.embeddings.to(self.device))
-            yield dict(zip(weights.placeholders, self.slot_tokens, strict=False))
+            yield weights.prompt_text(self.slot_tokens[: len(weights.placeholders)])
         finally:
             self.restore_kv()
             self.clear_identifiers()

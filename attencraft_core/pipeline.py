@@ -1,4 +1,8 @@
-"""One image and N >= 2 concept names in, a trained concept set out: masks -> ratios -> training (SPEC 2.3-2.5)."""
+"""One image and N >= 2 concept names in, a trained concept set out (SPEC 2.3-2.5, BASELINES §5-6).
+
+AttenCraft: masks -> ratios -> training. The other methods: masks only where they need them (uploaded, else
+AttenCraft's attention masks), class images where they preserve a prior, then the same training loop.
+"""
 
 import importlib.metadata
 import time
@@ -11,6 +15,7 @@ from PIL import Image
 
 from attencraft_contract import rules
 from attencraft_contract.errors import InputError
+from attencraft_contract.methods import METHODS_WITHOUT_MASKS, Method, Recipe, TokenInit, check_masks_allowed
 from attencraft_contract.models import ImageFit
 from attencraft_core.artifacts import ConceptSet
 from attencraft_core.config import MaskConfig, RatioConfig, TrainingConfig
@@ -24,19 +29,24 @@ from attencraft_core.masks import (
     resize_masks,
     winner_masks,
 )
-from attencraft_core.models import BaseModel
+from attencraft_core.methods import create_method
+from attencraft_core.methods.attencraft import concept_prompt
+from attencraft_core.methods.base import MethodContext, token_positions
+from attencraft_core.models import BaseModel, ConceptWeights
+from attencraft_core.prior import MemoryPriorCache, PriorImageCache, class_latents
 from attencraft_core.ratios import attention_scores, sampling_probabilities, sampling_ratios
+from attencraft_core.tokens import RARE_WORDS
 from attencraft_core.training import (
-    FeatureRetainingTrainer,
+    PriorImages,
     StepRecord,
+    Trainer,
     TrainingCheckpoint,
-    concept_prompt,
     noise_scheduler,
-    token_positions,
 )
 
 MASK_SEED_OFFSET = 0
 RATIO_SEED_OFFSET = 1
+PRIOR_SEED_OFFSET = 3
 
 
 class Stage(StrEnum):
@@ -63,6 +73,10 @@ class LearnCallbacks:
     should_stop: Callable[[], bool] = lambda: False
     on_checkpoint: Callable[[TrainingCheckpoint], None] = lambda checkpoint: None
     checkpoint_every: int = 0  # 0: never
+    # The weights trained so far every `weights_every` steps before the last, ready for generation (learning curves;
+    # the last step's are the returned concept set's); 0: never.
+    on_weights: Callable[[int, ConceptWeights], None] = lambda step, weights: None
+    weights_every: int = 0
 
 
 @dataclass
@@ -165,6 +179,44 @@ def library_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in ("torch", "diffusers", "transformers", "safetensors")}
 
 
+def initializer_words(concepts: Sequence[ConceptSpec], init: TokenInit) -> list[str]:
+    """The word each identifier starts from: the concept's own initializer if given, else the recipe's rule."""
+    words = []
+    for index, concept in enumerate(concepts):
+        if concept.initializer:
+            words.append(concept.initializer)
+        elif init == TokenInit.RARE:
+            words.append(RARE_WORDS[index])
+        elif init == TokenInit.SKS:
+            words.append("sks")
+        else:
+            words.append(concept.name)
+    return words
+
+
+def prior_images(model: BaseModel, prompts: list[str], config: TrainingConfig, cache: PriorImageCache) -> PriorImages:
+    """The class images of each prior prompt, from the cache or generated once by the base model."""
+    count, seed, steps = config.recipe.prior_images, config.seed + PRIOR_SEED_OFFSET, config.prior_sampling_steps
+    return PriorImages(
+        latents=[class_latents(model, prompt, count, seed, steps, cache) for prompt in prompts],
+        prompt_ids=[model.prompt_ids(prompt) for prompt in prompts],
+    )
+
+
+def concept_weights(
+    model: BaseModel, names: list[str], recipe: Recipe, embeddings: torch.Tensor, deltas: dict
+) -> ConceptWeights:
+    return ConceptWeights(
+        placeholders=[rules.placeholder_for(name) for name in names],
+        embeddings=embeddings,
+        deltas=deltas,
+        base_fingerprint=model.fingerprint,
+        base_model=model.name,
+        class_names=names,
+        prompt_expansion=recipe.prompt_expansion,
+    )
+
+
 def learn_concepts(
     model: BaseModel,
     image: Image.Image,
@@ -175,51 +227,84 @@ def learn_concepts(
     callbacks: LearnCallbacks | None = None,
     resume: TrainingCheckpoint | None = None,
     fit: ImageFit = ImageFit.CROP,
+    prior_cache: PriorImageCache | None = None,
 ) -> ConceptSet:
+    """Learn the concepts of one photo with the recipe's method. `prior_cache` keeps class images across runs
+    (default: this call only)."""
     validate_concepts(concepts)
     if user_masks is not None and len(user_masks) != len(concepts):
         raise InvalidInputError(f"Give one mask per concept: {len(concepts)} concepts, {len(user_masks)} masks.")
     callbacks = callbacks or LearnCallbacks()
+    recipe = config.recipe
+    is_attencraft = recipe.method == Method.ATTENCRAFT
+    needs_masks = recipe.method not in METHODS_WITHOUT_MASKS
+    try:
+        check_masks_allowed(recipe.method, len(user_masks or []))
+    except InputError as error:
+        raise InvalidInputError(str(error)) from error
     names = [c.name for c in concepts]
     initializers = [c.initializer or c.name for c in concepts]
     count = len(concepts)
     timings = _Timings()
     prepared = prepare_image(image, model.resolution, fit)
     latents = model.encode_image(prepared)  # z, (1, 4, h, w), encoded once
-    identifiers = torch.stack([model.initial_identifier(word) for word in initializers])  # (N, D)
-    model.set_identifiers(identifiers)
+    class_identifiers = torch.stack([model.initial_identifier(word) for word in initializers])  # (N, D)
+    model.set_identifiers(class_identifiers)
     prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, tuple(range(count))))
 
+    masks: torch.Tensor | None = None
+    scores = ratios = probabilities = None
     try:
-        started = time.perf_counter()
-        callbacks.on_stage(Stage.MASKING)
-        if user_masks is not None:
-            masks = masks_from_images(list(user_masks), model.resolution, model.attention_grids.self_attention, fit)
-            if not localized(masks, config.masks):
-                fractions = area_fractions(masks)
-                worst = int(fractions.argmin())
-                raise ConceptNotLocalizedError(names[worst], float(fractions[worst]))
-        else:
-            masks, heatmaps = create_masks(
-                model, latents, prompt_ids, names, config.masks, config.seed + MASK_SEED_OFFSET
-            )
-            before, after = (heatmap_images(maps, model.resolution) for maps in (heatmaps.before, heatmaps.after))
-            callbacks.on_heatmaps(before, after)
-        callbacks.on_masks(mask_images(masks, model.resolution))
-        timings.record(Stage.MASKING, started)
+        if needs_masks:
+            started = time.perf_counter()
+            callbacks.on_stage(Stage.MASKING)
+            if user_masks is not None:
+                grid = model.attention_grids.self_attention
+                masks = masks_from_images(list(user_masks), model.resolution, grid, fit)
+                if not localized(masks, config.masks):
+                    fractions = area_fractions(masks)
+                    worst = int(fractions.argmin())
+                    raise ConceptNotLocalizedError(names[worst], float(fractions[worst]))
+            else:
+                masks, heatmaps = create_masks(
+                    model, latents, prompt_ids, names, config.masks, config.seed + MASK_SEED_OFFSET
+                )
+                before, after = (heatmap_images(maps, model.resolution) for maps in (heatmaps.before, heatmaps.after))
+                callbacks.on_heatmaps(before, after)
+            callbacks.on_masks(mask_images(masks, model.resolution))
+            timings.record(Stage.MASKING, started)
 
-        started = time.perf_counter()
-        callbacks.on_stage(Stage.ESTIMATING)
-        scores = estimate_scores(model, latents, prompt_ids, masks, config.ratios, config.seed + RATIO_SEED_OFFSET)
-        ratios = sampling_ratios(scores)
-        callbacks.on_ratios(ratios.tolist())
-        timings.record(Stage.ESTIMATING, started)
+        if is_attencraft:
+            started = time.perf_counter()
+            callbacks.on_stage(Stage.ESTIMATING)
+            seed = config.seed + RATIO_SEED_OFFSET
+            scores = estimate_scores(model, latents, prompt_ids, masks, config.ratios, seed)
+            ratios = sampling_ratios(scores, recipe.ratios)
+            probabilities = sampling_probabilities(ratios)
+            callbacks.on_ratios(ratios.tolist())
+            timings.record(Stage.ESTIMATING, started)
     finally:
         model.clear_identifiers()
 
     started = time.perf_counter()
     callbacks.on_stage(Stage.TRAINING)
-    trainer = FeatureRetainingTrainer(model, latents, masks, sampling_probabilities(scores), identifiers, config)
+    context = MethodContext(
+        class_names=names,
+        tokens=model.slot_tokens[:count],
+        token_ids=model.slot_ids[:count],
+        latent_size=model.latent_size,
+        cross_grid=model.attention_grids.cross,
+        masks=masks,
+    )
+    method = create_method(recipe, context, probabilities)
+    prior = None
+    if recipe.prior_preservation:
+        cache = prior_cache or MemoryPriorCache()
+        prior = prior_images(model, method.prior_prompts(), config, cache)
+    words = initializer_words(concepts, recipe.token_init)
+    first_subtoken = recipe.token_init == TokenInit.FIRST_SUBTOKEN
+    identifiers = torch.stack([model.initial_identifier(word, first_subtoken=first_subtoken) for word in words])
+    trainer = Trainer(model, method, latents, identifiers, config, prior)
     try:
         if resume is not None:
             trainer.load_checkpoint(resume)
@@ -231,6 +316,8 @@ def learn_concepts(
             every = callbacks.checkpoint_every
             if every and record.step % every == 0 and record.step < config.steps:
                 callbacks.on_checkpoint(trainer.checkpoint())
+            if callbacks.weights_every and record.step % callbacks.weights_every == 0 and record.step < config.steps:
+                callbacks.on_weights(record.step, concept_weights(model, names, recipe, *trainer.learned()))
         embeddings, deltas = trainer.learned()
         history = list(trainer.history)
     finally:
@@ -239,23 +326,27 @@ def learn_concepts(
 
     callbacks.on_stage(Stage.SAVING)
     hyperparameters = asdict(config)
+    hyperparameters["recipe"] = recipe.as_dict()
     return ConceptSet(
         placeholders=[rules.placeholder_for(name) for name in names],
         class_names=names,
-        initializers=initializers,
+        initializers=words,
         token_strings=model.slot_tokens[:count],
         embeddings=embeddings,
         deltas=deltas,
         masks=masks,
-        scores=scores.tolist(),
-        ratios=ratios.tolist(),
+        scores=scores.tolist() if scores is not None else [],
+        ratios=ratios.tolist() if ratios is not None else [],
         metadata={
             "base_model": {"name": model.name, "revision": model.revision, "fingerprint": model.fingerprint},
             "resolution": model.resolution,
             "seed": config.seed,
+            "method": recipe.method.value,
+            "prompt_expansion": recipe.prompt_expansion.value,
             "hyperparameters": hyperparameters,
-            "mask_area_fractions": area_fractions(masks).tolist(),
-            "masks_source": "uploaded" if user_masks is not None else "attention",
+            "mask_area_fractions": area_fractions(masks).tolist() if masks is not None else [],
+            "masks_source": ("uploaded" if user_masks is not None else "attention") if masks is not None else "none",
+            "prior": {"source": "generated", "prompts": method.prior_prompts()} if prior is not None else None,
             "fit": fit.value,
             "stage_seconds": timings.seconds,
             "library_versions": library_versions(),

@@ -9,6 +9,9 @@ import torch
 from torch import nn
 
 SLOT_TOKEN_FORMAT = "<attencraft-slot-{index}>"
+# Custom Diffusion's rare-token initialisation ("ktn+pll+ucd", diffusers' default), then further rare
+# three-letter words for up to MAX_CONCEPTS concepts (BASELINES §1.2).
+RARE_WORDS = ("ktn", "pll", "ucd", "xjv", "qzb", "vwk", "fpq", "zxh")
 
 
 class IdentifierEmbedding(nn.Module):

@@ -1,73 +1,23 @@
-"""Feature-retaining training, paper Eq. 7-9 (SPEC 2.5).
+"""The one training loop every method runs (BASELINES §6.3).
 
-Trainable: the N identifier vectors and W_k, W_v of every cross-attention layer; everything else is frozen.
-A single-concept step minimises L_rec + α·L_attn; a multi-concept step minimises L_attn alone, so the
-reconstruction loss of a composed prompt never fuses the concepts' features.
+Per step: the method draws a concept subset and its prompt; the photo's cached latent (and, with prior
+preservation, one or more class images' latents) is noised at a random timestep; one UNet forward records the
+cross-attention the method's loss reads (SDPA everywhere else); the method's loss is back-propagated into the
+stage's trainable parameters (the N identifier vectors, and W_k, W_v of every cross-attention layer when the stage
+says so); gradients are clipped and AdamW steps. A new stage starts with a fresh AdamW at its own learning rate.
+Everything else of the base model stays frozen and is restored bit-identically at the end.
 """
 
 import io
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from diffusers import DDPMScheduler
 
 from attencraft_core.config import TrainingConfig
-from attencraft_core.masks import resize_masks
+from attencraft_core.methods.base import StepInputs, TrainingMethod
 from attencraft_core.models import BaseModel
-
-
-@dataclass(frozen=True)
-class LossTerms:
-    total: torch.Tensor
-    reconstruction: torch.Tensor
-    attention: torch.Tensor
-
-
-def feature_retaining_loss(
-    prediction: torch.Tensor,
-    target: torch.Tensor,
-    cross_maps: torch.Tensor,
-    latent_masks: torch.Tensor,
-    attention_masks: torch.Tensor,
-    alpha: float,
-) -> LossTerms:
-    """Eq. 7-9 for one step on the concept subset s (K = |s|).
-
-    prediction, target: (B, C, h, w); cross_maps: (K, h', w') attention of the subset's tokens;
-    latent_masks: (K, h, w) and attention_masks: (K, h', w') float masks of the subset's concepts.
-    """
-    union = latent_masks.amax(dim=0)  # M_s, (h, w)
-    squared_error = (prediction - target).pow(2) * union  # (B, C, h, w)
-    masked_elements = union.sum() * prediction.shape[0] * prediction.shape[1]
-    reconstruction = squared_error.sum() / masked_elements.clamp_min(1.0)  # Eq. 7
-    attention = (cross_maps - attention_masks).pow(2).mean(dim=(1, 2)).mean()  # Eq. 8
-    if cross_maps.shape[0] == 1:
-        total = reconstruction + alpha * attention  # Eq. 9, |s| = 1
-    else:
-        total = attention  # Eq. 9, |s| > 1: L_rec is never back-propagated
-        reconstruction = reconstruction.detach()
-    return LossTerms(total=total, reconstruction=reconstruction, attention=attention)
-
-
-def draw_subset(probabilities: torch.Tensor, omega: float, generator: torch.Generator) -> tuple[int, ...]:
-    """With probability ω a multi-concept subset (uniform size in [2, N], then a uniform subset of that size),
-    otherwise one concept i drawn with probability p_i."""
-    count = probabilities.shape[0]
-    if torch.rand((), generator=generator).item() < omega:
-        size = int(torch.randint(2, count + 1, (), generator=generator))
-        return tuple(sorted(torch.randperm(count, generator=generator)[:size].tolist()))
-    return (int(torch.multinomial(probabilities, 1, generator=generator)),)
-
-
-def concept_prompt(tokens: list[str], subset: tuple[int, ...]) -> str:
-    """SPEC 2.1: "a photo of V_i and V_j ..." for the concepts of the subset."""
-    return "a photo of " + " and ".join(tokens[i] for i in subset)
-
-
-def token_positions(input_ids: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
-    """(K,) positions of the given token ids in a (1, L) prompt, in the order given."""
-    row = input_ids[0]
-    return torch.stack([(row == token_id).nonzero()[0, 0] for token_id in token_ids])
 
 
 def noise_scheduler(model: BaseModel) -> DDPMScheduler:
@@ -89,8 +39,8 @@ class TrainingCheckpoint:
     """Everything needed to continue training exactly where it stopped."""
 
     step: int
-    identifiers: torch.Tensor
-    kv: dict[str, torch.Tensor]
+    stage: int  # index of the recipe stage the optimizer state belongs to
+    weights: dict[str, torch.Tensor]  # "identifiers" (N, D) and "<layer>.to_k" / "<layer>.to_v" of every K/V layer
     optimizer: dict
     generator_state: torch.Tensor
     history: list[StepRecord] = field(default_factory=list)
@@ -100,8 +50,8 @@ class TrainingCheckpoint:
         torch.save(
             {
                 "step": self.step,
-                "identifiers": self.identifiers,
-                "kv": self.kv,
+                "stage": self.stage,
+                "weights": self.weights,
                 "optimizer": self.optimizer,
                 "generator_state": self.generator_state,
                 "history": [list(vars(r).values()) for r in self.history],
@@ -114,28 +64,35 @@ class TrainingCheckpoint:
     def from_bytes(cls, data: bytes) -> "TrainingCheckpoint":
         raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         history = [StepRecord(step, tuple(subset), t, a, b, c) for step, subset, t, a, b, c in raw["history"]]
-        return cls(raw["step"], raw["identifiers"], raw["kv"], raw["optimizer"], raw["generator_state"], history)
+        return cls(raw["step"], raw["stage"], raw["weights"], raw["optimizer"], raw["generator_state"], history)
 
 
-class FeatureRetainingTrainer:
+@dataclass(frozen=True)
+class PriorImages:
+    """Class images for prior preservation: per class prompt, its (count, 4, h, w) latents and its token ids."""
+
+    latents: list[torch.Tensor]
+    prompt_ids: list[torch.Tensor]  # (1, 77) each
+
+
+class Trainer:
     def __init__(
         self,
         model: BaseModel,
+        method: TrainingMethod,
         latents: torch.Tensor,
-        masks: torch.Tensor,
-        probabilities: torch.Tensor,
         initial_identifiers: torch.Tensor,
         config: TrainingConfig,
+        prior: PriorImages | None = None,
         *,
         seed_offset: int = 2,
     ) -> None:
-        """latents: (1, 4, h, w); masks: bool (N, H, W) on any grid; probabilities: (N,); identifiers: (N, D)."""
+        """latents: (1, 4, h, w); initial_identifiers: (N, D)."""
         self.model = model
+        self.method = method
         self.config = config
+        self.recipe = config.recipe
         self.latents = latents
-        self.probabilities = probabilities.float().cpu()
-        self.latent_masks = resize_masks(masks, model.latent_size).float().to(model.device)  # (N, h, w)
-        self.attention_masks = resize_masks(masks, model.attention_grids.cross).float().to(model.device)  # (N, h', w')
         self.scheduler = noise_scheduler(model)
         self.generator = torch.Generator().manual_seed(config.seed + seed_offset)
         self.step_count = 0
@@ -144,51 +101,88 @@ class FeatureRetainingTrainer:
         self.identifiers = torch.nn.Parameter(initial_identifiers.detach().float().clone().to(model.device))
         model.set_identifiers(self.identifiers)
         self.kv_weights = {name: (layer.to_k.weight, layer.to_v.weight) for name, layer in model.kv_layers.items()}
-        for pair in self.kv_weights.values():
-            for weight in pair:
-                weight.requires_grad_(True)
-        self.parameters = [self.identifiers, *(w for pair in self.kv_weights.values() for w in pair)]
+        self.prior = prior
+        self._prior_states: torch.Tensor | None = None
+        if prior is not None:
+            with torch.no_grad():  # class prompts hold no identifier: their text states never change
+                self._prior_states = model.encode_prompt_ids(torch.cat(prior.prompt_ids))  # (P, 77, D)
+        self._prompts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.stage = -1
+        self.parameters: list[torch.Tensor] = []
+        self.optimizer: torch.optim.Optimizer
+        self._enter_stage(0)
+
+    def _enter_stage(self, stage: int) -> None:
+        """Trainable parameters and a fresh AdamW at the stage's learning rate; K/V frozen when it trains none, so
+        weight decay cannot touch them."""
+        settings = self.recipe.stages[stage]
+        self.stage = stage
+        kv = [w for pair in self.kv_weights.values() for w in pair]
+        for weight in kv:
+            weight.requires_grad_(settings.trains_kv)
+            weight.grad = None
+        self.parameters = [self.identifiers, *(kv if settings.trains_kv else [])]
         self.optimizer = torch.optim.AdamW(
             self.parameters,
-            lr=config.learning_rate,
-            betas=config.adam_betas,
-            weight_decay=config.weight_decay,
-            eps=config.adam_epsilon,
+            lr=settings.learning_rate,
+            betas=self.config.adam_betas,
+            weight_decay=self.config.weight_decay,
+            eps=self.config.adam_epsilon,
         )
-        self._tokens = model.slot_tokens[: initial_identifiers.shape[0]]
-        self._prompts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _prompt(self, subset: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         if subset not in self._prompts:
-            ids = self.model.prompt_ids(concept_prompt(self._tokens, subset))
-            positions = token_positions(ids, [self.model.slot_ids[i] for i in subset])
+            ids = self.model.prompt_ids(self.method.prompt(subset))
+            positions = self.method.recorded_positions(ids, subset)
             self._prompts[subset] = (ids, positions.to(self.model.device))
         return self._prompts[subset]
 
+    def _noise(self, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy z_t, target y, t) for a (1, 4, h, w) latent, drawn from the run's generator."""
+        device = self.model.device
+        timestep = torch.randint(0, self.scheduler.config.num_train_timesteps, (1,), generator=self.generator)
+        noise = torch.randn(clean.shape, generator=self.generator).to(device)
+        timestep = timestep.to(device)
+        noisy = self.scheduler.add_noise(clean, noise, timestep)
+        if self.model.prediction_type == "v_prediction":
+            return noisy, self.scheduler.get_velocity(clean, noise, timestep), timestep
+        return noisy, noise, timestep
+
     def step(self) -> StepRecord:
         model = self.model
-        subset = draw_subset(self.probabilities, self.config.omega, self.generator)
+        stage = self.recipe.stage_at(self.step_count)
+        if stage != self.stage:
+            self._enter_stage(stage)
+        subset = self.method.draw_subset(self.generator)
         input_ids, positions = self._prompt(subset)
-        timestep = torch.randint(0, self.scheduler.config.num_train_timesteps, (1,), generator=self.generator)
-        noise = torch.randn(self.latents.shape, generator=self.generator).to(model.device)
-        timestep = timestep.to(model.device)
-        noisy = self.scheduler.add_noise(self.latents, noise, timestep)
-        with model.autocast(), model.recorder.record(model.attention_grids, positions):
-            text_states = model.encode_prompt_ids(input_ids)
-            prediction = model.pipeline.unet(noisy, timestep, encoder_hidden_states=text_states).sample
-            cross_maps = model.recorder.cross_maps()[0]  # (K, h', w')
-        if model.prediction_type == "v_prediction":
-            target = self.scheduler.get_velocity(self.latents, noise, timestep)
-        else:
-            target = noise
-        index = list(subset)
-        terms = feature_retaining_loss(
-            prediction.float(),
-            target,
-            cross_maps.float(),
-            self.latent_masks[index],
-            self.attention_masks[index],
-            self.config.alpha,
+        items = [self._noise(self.latents)]
+        draws: list[tuple[int, int]] = []
+        if self.prior is not None:
+            draws = self.method.prior_draws(self.step_count, len(self.prior.latents), self.prior.latents[0].shape[0])
+            items += [self._noise(self.prior.latents[p][i : i + 1].to(model.device)) for p, i in draws]
+        noisy = torch.cat([item[0] for item in items])  # (1 + P, 4, h, w)
+        targets = torch.cat([item[1] for item in items])
+        timesteps = torch.cat([item[2] for item in items])
+        grids = self.method.cross_grids()
+        recording = (
+            model.recorder.record(model.attention_grids, positions, cross_grids=grids) if grids else nullcontext()
+        )
+        with model.autocast(), recording:
+            text_states = model.encode_prompt_ids(input_ids)  # (1, 77, D)
+            if draws:
+                text_states = torch.cat([text_states, self._prior_states[[p for p, _ in draws]]])
+            prediction = model.pipeline.unet(noisy, timesteps, encoder_hidden_states=text_states).sample.float()
+            recorded = model.recorder.recorded_cross_grids() if grids else []
+            maps = {grid: model.recorder.cross_maps(grid)[0].float() for grid in recorded}
+        terms = self.method.loss(
+            StepInputs(
+                subset=subset,
+                prediction=prediction[:1],
+                target=targets[:1],
+                prior_prediction=prediction[1:] if draws else None,
+                prior_target=targets[1:] if draws else None,
+                maps=maps,
+            )
         )
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
@@ -198,7 +192,7 @@ class FeatureRetainingTrainer:
         record = StepRecord(
             step=self.step_count,
             subset=subset,
-            timestep=int(timestep.item()),
+            timestep=int(timesteps[0].item()),
             loss=float(terms.total.detach()),
             reconstruction=float(terms.reconstruction.detach()),
             attention=float(terms.attention.detach()),
@@ -207,14 +201,14 @@ class FeatureRetainingTrainer:
         return record
 
     def checkpoint(self) -> TrainingCheckpoint:
-        kv = {}
+        weights = {"identifiers": self.identifiers.detach().cpu().clone()}
         for name, (key_weight, value_weight) in self.kv_weights.items():
-            kv[f"{name}.to_k"] = key_weight.detach().cpu().clone()
-            kv[f"{name}.to_v"] = value_weight.detach().cpu().clone()
+            weights[f"{name}.to_k"] = key_weight.detach().cpu().clone()
+            weights[f"{name}.to_v"] = value_weight.detach().cpu().clone()
         return TrainingCheckpoint(
             step=self.step_count,
-            identifiers=self.identifiers.detach().cpu().clone(),
-            kv=kv,
+            stage=self.stage,
+            weights=weights,
             optimizer=self.optimizer.state_dict(),
             generator_state=self.generator.get_state(),
             history=list(self.history),
@@ -222,10 +216,11 @@ class FeatureRetainingTrainer:
 
     def load_checkpoint(self, checkpoint: TrainingCheckpoint) -> None:
         with torch.no_grad():
-            self.identifiers.copy_(checkpoint.identifiers)
+            self.identifiers.copy_(checkpoint.weights["identifiers"])
             for name, (key_weight, value_weight) in self.kv_weights.items():
-                key_weight.copy_(checkpoint.kv[f"{name}.to_k"])
-                value_weight.copy_(checkpoint.kv[f"{name}.to_v"])
+                key_weight.copy_(checkpoint.weights[f"{name}.to_k"])
+                value_weight.copy_(checkpoint.weights[f"{name}.to_v"])
+        self._enter_stage(checkpoint.stage)
         self.optimizer.load_state_dict(checkpoint.optimizer)
         self.generator.set_state(checkpoint.generator_state)
         self.step_count = checkpoint.step

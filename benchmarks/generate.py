@@ -40,6 +40,7 @@ def synthetic_concept_set(model: BaseModel) -> ConceptWeights:
         deltas=deltas,
         base_fingerprint=model.fingerprint,
         base_model=model.name,
+        class_names=[f"concept{i}" for i in range(CONCEPTS)],
     )
 
 

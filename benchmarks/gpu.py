@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from attencraft_cli.sample_photo import two_object_photo
+from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.generation import GenerationRequest, generate_batch
 from attencraft_core.model_spec import SD21_RANDOM, TINY, RunOptions
@@ -76,7 +77,9 @@ def run_job(model: BaseModel, method: str, steps: int) -> tuple[dict[str, object
 
     def job() -> None:
         started = time.perf_counter()
-        concept_set = learn_concepts(model, two_object_photo(model.resolution), CONCEPTS, TrainingConfig(steps=steps))
+        concept_set = learn_concepts(
+            model, two_object_photo(model.resolution), CONCEPTS, TrainingConfig(recipe=build_recipe(steps=steps))
+        )
         saving = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             concept_set.save(Path(folder) / "set")

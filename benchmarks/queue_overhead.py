@@ -28,6 +28,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from attencraft_cli.sample_photo import two_object_photo
+from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.models import load_base_model
 from attencraft_core.pipeline import ConceptSpec, learn_concepts
@@ -46,7 +47,7 @@ JOB_TIMEOUT_S = 300
 def core_run(steps: int) -> Callable[[], float]:
     """A measurement of the core alone on the same photo, concepts and options."""
     model = load_base_model("tiny", device="cpu")
-    config = TrainingConfig(steps=steps, seed=SEED)
+    config = TrainingConfig(recipe=build_recipe(steps=steps), seed=SEED)
     return timed(lambda: learn_concepts(model, two_object_photo(), [ConceptSpec("ball"), ConceptSpec("box")], config))
 
 

@@ -17,10 +17,12 @@ import torch.nn.functional as F
 
 from attencraft_cli.sample_photo import two_object_photo
 from attencraft_core.config import TrainingConfig
+from attencraft_core.methods.attencraft import AttenCraft, concept_prompt
+from attencraft_core.methods.base import MethodContext
 from attencraft_core.models import BaseModel, load_base_model
 from attencraft_core.pipeline import create_masks, estimate_scores
-from attencraft_core.ratios import sampling_probabilities
-from attencraft_core.training import FeatureRetainingTrainer, concept_prompt
+from attencraft_core.ratios import sampling_probabilities, sampling_ratios
+from attencraft_core.training import Trainer
 from benchmarks.paired import interleaved, timed
 
 
@@ -29,7 +31,7 @@ def synchronize(model: BaseModel) -> None:
         torch.cuda.synchronize()
 
 
-def plain_step(trainer: FeatureRetainingTrainer, input_ids: torch.Tensor, generator: torch.Generator) -> None:
+def plain_step(trainer: Trainer, input_ids: torch.Tensor, generator: torch.Generator) -> None:
     """Custom Diffusion: noise-prediction MSE on the whole image, no attention maps, no attention loss."""
     model = trainer.model
     timestep = torch.randint(0, 1000, (1,), generator=generator).to(model.device)
@@ -61,7 +63,11 @@ def main() -> None:
     prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, (0, 1)))
     masks, _ = create_masks(model, latents, prompt_ids, ["cat", "dog"], config.masks, 0)
     scores = estimate_scores(model, latents, prompt_ids, masks, config.ratios, 1)
-    trainer = FeatureRetainingTrainer(model, latents, masks, sampling_probabilities(scores), identifiers, config)
+    context = MethodContext(
+        ["cat", "dog"], model.slot_tokens[:2], model.slot_ids[:2], model.latent_size, model.attention_grids.cross, masks
+    )
+    method = AttenCraft(config.recipe, context, sampling_probabilities(sampling_ratios(scores)))
+    trainer = Trainer(model, method, latents, identifiers, config)
     plain_ids = model.prompt_ids(concept_prompt(model.slot_tokens, (0,)))
     generator = torch.Generator().manual_seed(0)
 

@@ -32,36 +32,22 @@ class LocalBackend:
             self._model = load_base_model(self.model_spec, device=self.device)
         return self._model
 
-    def _weights_at(self, checkpoint: Any, placeholders: list[str]) -> Any:
-        """A training checkpoint as generation's ConceptWeights: ΔW = W_t − W_base, identifiers as they were."""
-        from attencraft_core.models import ConceptWeights
-
-        base = self.model.base_kv_weights()
-        deltas = {
-            name: (checkpoint.kv[f"{name}.to_k"] - key.cpu(), checkpoint.kv[f"{name}.to_v"] - value.cpu())
-            for name, (key, value) in base.items()
-        }
-        return ConceptWeights(placeholders, checkpoint.identifiers, deltas, self.model.fingerprint, self.model.name)
-
     def train(self, cell: Cell, settings: GridSettings) -> Trained:
-        from attencraft_contract.rules import placeholder_for
+        from attencraft_contract.methods import build_recipe
         from attencraft_core.config import TrainingConfig
         from attencraft_core.images import mask_images
         from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
 
-        placeholders = [placeholder_for(name) for name in cell.image.concepts]
-        checkpoints: list[tuple[int, Any]] = []
+        checkpoints: list[tuple[int, Any]] = []  # (step, the weights trained so far, ready for generation)
         callbacks = LearnCallbacks(
-            on_checkpoint=lambda checkpoint: checkpoints.append(
-                (checkpoint.step, self._weights_at(checkpoint, placeholders))
-            ),
-            checkpoint_every=settings.curve_every,
+            on_weights=lambda step, weights: checkpoints.append((step, weights)),
+            weights_every=settings.curve_every,
         )
         concept_set = learn_concepts(
             self.model,
             cell.image.image,
             [ConceptSpec(name) for name in cell.image.concepts],
-            TrainingConfig(steps=settings.steps, seed=cell.seed),
+            TrainingConfig(recipe=build_recipe(steps=settings.steps), seed=cell.seed),
             callbacks=callbacks,
         )
         masks = mask_images(concept_set.masks, self.model.resolution)

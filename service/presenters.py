@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
+from attencraft_contract.methods import METHODS_WITHOUT_MASKS
 from attencraft_contract.models import (
     ArtifactList,
     ArtifactOut,
@@ -16,7 +17,9 @@ from attencraft_contract.models import (
     JobError,
     JobOptions,
     JobOut,
+    MasksSource,
     Progress,
+    RecipeOut,
     StageTiming,
     WebhookAttemptOut,
     WebhookDeliveryList,
@@ -55,8 +58,15 @@ def _mask_url(concept: Concept, signer: UrlSigner | None) -> str | None:
     return signer.url(key) if key and signer else None
 
 
+def _masks_source(job: Job, options: JobOptions) -> MasksSource:
+    if options.method in METHODS_WITHOUT_MASKS:
+        return MasksSource.NONE
+    return MasksSource.UPLOADED if any(c.user_mask_key for c in job.concepts) else MasksSource.ATTENTION
+
+
 def job_out(job: Job, signer: UrlSigner | None) -> JobOut:
     """The job as the API shows it; without a signer (webhook payloads) URLs are null: signed URLs expire."""
+    options = JobOptions.model_validate(job.options)
     return JobOut(
         id=job.id,
         status=job.status,
@@ -74,7 +84,9 @@ def job_out(job: Job, signer: UrlSigner | None) -> JobOut:
             for concept in job.concepts
         ],
         image_url=signer.url(job.image_key) if signer else None,
-        options=JobOptions.model_validate(job.options),
+        options=options,
+        recipe=RecipeOut.model_validate(options.recipe().as_dict()),
+        masks_source=_masks_source(job, options),
         webhook_url=job.webhook_url,
         stage_timings={stage: _stage_timing(timing) for stage, timing in job.stage_timings.items()},
         error=_error(job.error_code, job.error_message),

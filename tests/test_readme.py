@@ -40,3 +40,14 @@ def test_readme_says_where_key_and_job_come_from():
     first_key, first_job = readme.index("$KEY"), readme.index("$JOB")
     assert "export KEY=ak_... " in readme[first_key - 80 : first_key]
     assert "prints the new job's id, which is `" in " ".join(readme[first_job - 60 : first_job].split())
+
+
+def test_readme_tables_every_method_with_its_step_cost():
+    from attencraft_contract.methods import Method
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Methods", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `") and not line.startswith("| `method`")]
+    tabled = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert {method.value for method in Method} <= tabled
+    assert all(re.search(r"\d\.\d\d", row.split("|")[-2]) for row in rows)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from attencraft_contract import rules
+from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.generation import GenerationRequest, generate_batch
 from attencraft_core.images import mask_overlay
@@ -27,7 +28,9 @@ def scene_row(model: BaseModel, seed: int, steps: int) -> list[Image.Image]:
     scene = held_out_scene(seed)
     photo = Image.fromarray(scene.image)
     names = [obj.class_name for obj in scene.objects]
-    concept_set = learn_concepts(model, photo, [ConceptSpec(name) for name in names], TrainingConfig(steps=steps))
+    concept_set = learn_concepts(
+        model, photo, [ConceptSpec(name) for name in names], TrainingConfig(recipe=build_recipe(steps=steps))
+    )
     truth = torch.from_numpy(np.stack(scene.masks))
     placeholders = [rules.placeholder_for(name) for name in names]
     prompts = [f"a photo of {p}" for p in placeholders] + ["a photo of " + " and ".join(placeholders)]

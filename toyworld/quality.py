@@ -9,9 +9,9 @@ from PIL import Image
 from attencraft_core.config import MaskConfig
 from attencraft_core.errors import ConceptNotLocalizedError
 from attencraft_core.images import mask_images
+from attencraft_core.methods.attencraft import concept_prompt
 from attencraft_core.models import BaseModel
 from attencraft_core.pipeline import create_masks
-from attencraft_core.training import concept_prompt
 from toyworld.measures import mask_iou, shows_class
 from toyworld.scenes import Scene
 

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 from tokenizers import Tokenizer
 
-from attencraft_contract.models import ExportFormat, ImageFit, LossRecord
+from attencraft_contract.models import ExportFormat, ImageFit, JobOptions, LossRecord
 from attencraft_core.artifacts import ConceptSet
 from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import AttenCraftError, TrainingCanceled
@@ -29,6 +29,7 @@ from service.models import Job, JobStatus, utc_now
 from service.prompts import TOKENIZER_ARTIFACT
 from service.storage import ObjectStore, StorageFull, StorageUnavailable, StoredObject
 from service.storage.layout import checkpoints_prefix, job_prefix
+from worker.prior_cache import StorePriorCache
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +54,15 @@ class JobInput:
 
     @classmethod
     def from_row(cls, job: Job) -> "JobInput":
+        options = JobOptions.model_validate(job.options)
         return cls(
             job_id=job.id,
             tenant_id=job.tenant_id,
             image_key=job.image_key,
             concepts=[ConceptSpec(name=c.name, initializer=c.initializer) for c in job.concepts],
             user_mask_keys=[c.user_mask_key for c in job.concepts if c.user_mask_key],
-            config=TrainingConfig(steps=job.options["steps"], seed=job.options["seed"]),
-            fit=ImageFit(job.options.get("fit", ImageFit.CROP)),
+            config=TrainingConfig(recipe=options.recipe(), seed=options.seed),
+            fit=options.fit,
         )
 
     @property
@@ -299,6 +301,7 @@ class JobRunner:
             callbacks=reporter.callbacks(),
             resume=resume,
             fit=job.fit,
+            prior_cache=StorePriorCache(self.store),
         )
         with tempfile.TemporaryDirectory(prefix="attencraft-job-") as scratch:
             stored = [

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from attencraft_contract import rules
 from attencraft_contract.images import check_image, check_masks, mask_as_png
 from attencraft_contract.limits import MAX_CONCEPTS, MAX_WEBHOOK_URL_CHARS, MIN_CONCEPTS
+from attencraft_contract.methods import check_masks_allowed
 from attencraft_contract.models import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage, LossHistory
 from service.deps import CurrentTenant, QueueDep, SessionDep, SessionReleasingRoute, SettingsDep, StoreDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
@@ -88,7 +89,8 @@ def create_job(
     options: Annotated[
         str | None,
         Form(
-            description='Optional JSON object of JobOptions, e.g. {"steps": 300, "seed": 0, "fit": "pad"}.',
+            description='Optional JSON object of JobOptions, e.g. {"steps": 300, "seed": 0, "fit": "pad"} or '
+            '{"method": "custom_diffusion", "preset": "official"}.',
             json_schema_extra=OPTIONS_SCHEMA,
         ),
     ] = None,
@@ -106,6 +108,7 @@ def create_job(
     names = rules.concept_names(concepts)
     initializer_words = rules.initializer_words(initializers, concept_count=len(names))
     job_options = rules.job_options_json(options)
+    check_masks_allowed(job_options.method, len(masks))
     webhook = rules.webhook_url(webhook_url)
     if webhook is not None:
         check_webhook_target(webhook, settings.webhook_policy)
@@ -130,7 +133,7 @@ def create_job(
             NewConcept(name=name, initializer=initializer, user_mask_key=mask_key)
             for name, initializer, mask_key in zip(names, initializer_words, mask_keys, strict=True)
         ],
-        options=job_options.model_dump(),
+        options=job_options.model_dump() | {"steps": job_options.recipe().steps},
         image=stored_image,
         webhook_url=webhook,
     )

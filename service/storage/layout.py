@@ -14,3 +14,9 @@ def checkpoints_prefix(tenant_id: str, job_id: str) -> str:
 def generation_prefix(tenant_id: str, generation_id: str) -> str:
     """A generation's images: ``{i}.png``."""
     return f"tenants/{tenant_id}/generations/{generation_id}"
+
+
+def prior_images_key(cache_key: str) -> str:
+    """Prior preservation's class images (latents) of one base model, class prompt, count and seed: shared by every
+    job and tenant, since they depend on nothing a user uploaded."""
+    return f"shared/prior-images/{cache_key}"

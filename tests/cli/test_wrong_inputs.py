@@ -51,6 +51,16 @@ CASES = {
     "train: unknown model": Case([*TRAIN, *TWO, "--model", "nope"], "is neither a built-in model"),
     "train: bad initializer": Case([*TRAIN, *TWO, "--initializer", "cow"], "NAME=WORD"),
     "train: unknown fit": Case([*TRAIN, *TWO, "--fit", "stretch"], "invalid choice: 'stretch'"),
+    "train: unknown method": Case(
+        [*TRAIN, *TWO, "--method", "dreambooth"], "'attencraft', 'custom_diffusion', 'disendiff'"
+    ),
+    "train: unknown ratios": Case([*TRAIN, *TWO, "--ratios", "uniform"], "'adaptive', 'equal' or 'no_softmax'"),
+    "train: ablation with a baseline": Case(
+        [*TRAIN, *TWO, "--method", "disendiff", "--omega", "0.5"], "only valid with method attencraft"
+    ),
+    "train: masks for a method without": Case(
+        [*TRAIN, *TWO, "--method", "custom_diffusion", "--mask", "{gray}", "--mask", "{gray}"], "uses no masks"
+    ),
     "generate: no concept set": Case([*GENERATE[:2], "{empty}", "--prompt", "<cat>", "--out", "x"], "no concept set"),
     "generate: unknown placeholder": Case([*GENERATE, "--prompt", "<cow>"], "names <cow>, which these concepts"),
     "generate: height 1023": Case([*GENERATE, "--prompt", "<cat>", "--height", "1023"], "multiple of 8"),

@@ -14,6 +14,7 @@ import pytest
 from attencraft_client import Client
 from attencraft_client.calls import download_request
 from attencraft_client.events import EventStreamParser
+from attencraft_contract.methods import build_recipe
 from attencraft_contract.models import JobOut, JobStatus
 
 JOB_ID = "6f1c2a4e-0d3b-4c8e-9a51-2b7d9e0f4c13"
@@ -29,6 +30,9 @@ def job_json(status: str, step: int, total: int = 4) -> bytes:
             progress={"step": step, "total": total},
             concepts=[],
             options={},
+            recipe=build_recipe().as_dict(),
+            masks_source="attention",
+            image_url=None,
             webhook_url=None,
             stage_timings={},
             error=None,

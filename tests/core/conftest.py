@@ -3,6 +3,7 @@ import torch
 from PIL import Image
 
 from attencraft_cli.sample_photo import two_object_photo
+from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.models import BaseModel, load_base_model
 from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
@@ -37,7 +38,7 @@ def trained(tiny, image, pristine):
         tiny,
         image,
         [ConceptSpec("cat"), ConceptSpec("dog")],
-        TrainingConfig(steps=TRAIN_STEPS, seed=3),
+        TrainingConfig(recipe=build_recipe(steps=TRAIN_STEPS), seed=3),
         callbacks=LearnCallbacks(on_step=on_step),
     )
     return concept_set, during["changed"]

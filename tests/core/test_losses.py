@@ -1,6 +1,6 @@
 import torch
 
-from attencraft_core.training import draw_subset, feature_retaining_loss
+from attencraft_core.methods.attencraft import draw_subset, feature_retaining_loss
 
 
 def _terms(theta: torch.Tensor, count: int):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.model_spec import RunOptions
 from attencraft_core.models import BaseModel, load_base_model
@@ -19,7 +20,7 @@ def test_gradient_checkpointing_trains_exactly_as_without(image):
     runs = []
     for checkpointing in (False, True):
         model.configure(RunOptions(gradient_checkpointing=checkpointing))
-        runs.append(learn_concepts(model, image, CONCEPTS, TrainingConfig(steps=3, seed=3)))
+        runs.append(learn_concepts(model, image, CONCEPTS, TrainingConfig(recipe=build_recipe(steps=3), seed=3)))
     assert model.pipeline.unet.is_gradient_checkpointing
     plain, checkpointed = runs
     assert [r.loss for r in checkpointed.history] == [r.loss for r in plain.history]
@@ -33,7 +34,7 @@ def test_the_photo_is_encoded_once_per_job(image):
     model = load_base_model("tiny", device="cpu")
     encodes = []
     model.pipeline.vae.encoder.register_forward_hook(lambda *_: encodes.append(1))
-    learn_concepts(model, image, CONCEPTS, TrainingConfig(steps=3, seed=3))
+    learn_concepts(model, image, CONCEPTS, TrainingConfig(recipe=build_recipe(steps=3), seed=3))
     assert len(encodes) == 1
 
 
@@ -50,7 +51,7 @@ def test_gradient_checkpointing_lowers_the_peak_memory_of_a_job(sd21_256, image)
     Measured on a 2-core CPU: 769 MiB without, 622 MiB with. Both include what checkpointing cannot save: the
     K/V weights' gradients and AdamW state (~300 MiB for SD 2.1's 25.6 M trainable K/V parameters) and the VAE
     encoding of the photo."""
-    config = TrainingConfig(steps=1, seed=3)
+    config = TrainingConfig(recipe=build_recipe(steps=1), seed=3)
     masks = halves(image)
     peaks = {}
     for checkpointing in (False, True):

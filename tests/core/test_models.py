@@ -129,7 +129,7 @@ def test_recording_processor_matches_diffusers_and_records_by_grid_size(tiny):
     assert torch.equal(ours, reference)
     torch.testing.assert_close(recorded, reference, rtol=1e-4, atol=1e-5)
     # tiny: 1 down + 2 up transformer layers at latent/4 (8x8) and at latent/2 (16x16), like SD 2.1's 2 + 3.
-    assert (cross_layers, self_layers) == (3, 3)
+    assert (cross_layers, self_layers) == ({(8, 8): 3}, 3)
     assert cross.shape == (1, 2, 8, 8)
     assert self_attention.shape == (1, 256, 256)
     torch.testing.assert_close(self_attention.sum(dim=-1), torch.ones(1, 256))

@@ -17,13 +17,14 @@ import torch
 from diffusers.models.attention_processor import Attention
 from PIL import Image
 
+from attencraft_contract.methods import build_recipe
 from attencraft_core.attention import AttentionGrids, AttentionRecorder, RecordingAttnProcessor
 from attencraft_core.config import TrainingConfig
 from attencraft_core.generation import GenerationRequest, generate
+from attencraft_core.methods.attencraft import concept_prompt
 from attencraft_core.model_spec import Precision, RunOptions
 from attencraft_core.models import BaseModel, load_base_model
 from attencraft_core.pipeline import ConceptSpec, learn_concepts, record_attention
-from attencraft_core.training import concept_prompt
 
 FP32 = RunOptions(precision=Precision.FP32)
 BF16 = RunOptions(precision=Precision.BF16)
@@ -109,7 +110,7 @@ def test_bf16_training_follows_fp32_for_20_steps(tiny, tiny_bf16, image):
             model,
             image,
             [ConceptSpec("cat"), ConceptSpec("dog")],
-            TrainingConfig(steps=20, seed=3),
+            TrainingConfig(recipe=build_recipe(steps=20), seed=3),
             user_masks=halves(image),
         )
         for model in (tiny, tiny_bf16)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import ConceptNotLocalizedError, TrainingCanceled
 from attencraft_core.generation import GenerationRequest, generate
@@ -48,7 +49,7 @@ def test_apply_generate_restore_leaves_the_base_bit_identical(tiny, trained, pri
 
 def test_same_seed_gives_the_same_artifact(tiny, image, trained):
     first, _ = trained
-    second = learn_concepts(tiny, image, CONCEPTS, TrainingConfig(steps=TRAIN_STEPS, seed=3))
+    second = learn_concepts(tiny, image, CONCEPTS, TrainingConfig(recipe=build_recipe(steps=TRAIN_STEPS), seed=3))
     assert torch.equal(first.embeddings, second.embeddings)
     assert torch.equal(first.masks, second.masks)
     assert first.ratios == second.ratios
@@ -66,7 +67,7 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tiny, image, tr
             tiny,
             image,
             CONCEPTS,
-            TrainingConfig(steps=TRAIN_STEPS, seed=3),
+            TrainingConfig(recipe=build_recipe(steps=TRAIN_STEPS), seed=3),
             callbacks=LearnCallbacks(
                 on_checkpoint=lambda checkpoint: saved.append(checkpoint.to_bytes()),
                 checkpoint_every=3,
@@ -75,7 +76,9 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tiny, image, tr
         )
     checkpoint = TrainingCheckpoint.from_bytes(saved[-1])
     assert checkpoint.step == 6
-    resumed = learn_concepts(tiny, image, CONCEPTS, TrainingConfig(steps=TRAIN_STEPS, seed=3), resume=checkpoint)
+    resumed = learn_concepts(
+        tiny, image, CONCEPTS, TrainingConfig(recipe=build_recipe(steps=TRAIN_STEPS), seed=3), resume=checkpoint
+    )
     assert [r.step for r in resumed.history] == list(range(1, TRAIN_STEPS + 1))
     torch.testing.assert_close(resumed.embeddings, uninterrupted.embeddings, rtol=0, atol=0)
     for layer, (delta_k, _) in uninterrupted.deltas.items():
@@ -89,7 +92,7 @@ def test_cancel_stops_training_and_restores_the_base(tiny, image, pristine):
             tiny,
             image,
             CONCEPTS,
-            TrainingConfig(steps=50),
+            TrainingConfig(recipe=build_recipe(steps=50)),
             callbacks=LearnCallbacks(
                 on_step=lambda r, total: steps.append(r.step), should_stop=lambda: len(steps) >= 2
             ),
@@ -108,7 +111,7 @@ def test_uploaded_masks_replace_mask_creation(tiny, image):
         tiny,
         image,
         CONCEPTS,
-        TrainingConfig(steps=1),
+        TrainingConfig(recipe=build_recipe(steps=1)),
         user_masks=[left, right],
         callbacks=LearnCallbacks(on_masks=reported.append),
     )
@@ -122,4 +125,4 @@ def test_an_empty_mask_fails_naming_the_concept(tiny, image):
     empty = image.convert("L").point(lambda _: 0)
     full = empty.point(lambda _: 255)
     with pytest.raises(ConceptNotLocalizedError, match="dog"):
-        learn_concepts(tiny, image, CONCEPTS, TrainingConfig(steps=1), user_masks=[full, empty])
+        learn_concepts(tiny, image, CONCEPTS, TrainingConfig(recipe=build_recipe(steps=1)), user_masks=[full, empty])

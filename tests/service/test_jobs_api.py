@@ -21,7 +21,19 @@ def test_submit_returns_202_with_the_queued_job(client: TestClient, queue: Recor
     job = response.json()
     assert job["status"] == "queued"
     assert job["progress"] == {"step": 0, "total": 40}
-    assert job["options"] == {"steps": 40, "seed": 7, "fit": "crop"}
+    assert job["options"] == {
+        "steps": 40,
+        "seed": 7,
+        "fit": "crop",
+        "method": "attencraft",
+        "preset": "attencraft_comparison",
+        "prior_preservation": None,
+        "prior_images": None,
+        "ratios": None,
+        "multi_concept_loss": None,
+        "omega": None,
+    }
+    assert job["recipe"]["method"] == "attencraft" and job["recipe"]["steps"] == 40
     assert job["error"] is None
     assert [(c["name"], c["placeholder"]) for c in job["concepts"]] == [("cat", "<cat>"), ("dog", "<dog>")]
     assert all(c["id"] and c["mask_url"] is None and c["ratio"] is None for c in job["concepts"])

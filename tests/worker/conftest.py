@@ -62,8 +62,11 @@ def insert_queued_job(
     steps: int = TRAIN_STEPS,
     seed: int = 3,
     user_masks: list[bytes] | None = None,
+    method_options: dict[str, object] | None = None,
 ) -> str:
-    """Insert a queued two-concept job (<ball>, <box>) the way POST /jobs does; returns its id."""
+    """Insert a queued two-concept job (<ball>, <box>) the way POST /jobs does; returns its id.
+
+    `method_options`: JobOptions fields that choose the method (method, preset, prior_images, ablations...)."""
     image = two_object_photo()
     with sessions() as session:
         tenant = get_or_create_tenant(session, "worker-tests")
@@ -82,7 +85,7 @@ def insert_queued_job(
             job_id=job_id,
             tenant_id=tenant.id,
             concepts=[NewConcept("ball", None, mask_keys[0]), NewConcept("box", "cube", mask_keys[1])],
-            options={"steps": steps, "seed": seed},
+            options={"steps": steps, "seed": seed, **(method_options or {})},
             image=stored,
             webhook_url=None,
         )
