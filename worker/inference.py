@@ -20,7 +20,7 @@ from attencraft_core.generation import GenerationRequest, generate_batch
 from attencraft_core.models import BaseModel, ConceptWeights
 from service import generation_repository
 from service.models import Generation
-from service.storage import ObjectStore
+from service.storage import ObjectStore, StorageUnavailable
 from service.storage.layout import generation_prefix, job_prefix
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,10 @@ MAX_BATCH_IMAGES = 8
 def concept_weights_bytes(weights: ConceptWeights) -> int:
     tensors = [weights.embeddings, *(delta for pair in weights.deltas.values() for delta in pair)]
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+class ConceptSetUnreadable(AttenCraftError):
+    code = "artifact_corrupt"
 
 
 class ConceptSetCache:
@@ -67,9 +71,17 @@ class ConceptSetCache:
     def _load(self, tenant_id: str, job_id: str, device: torch.device) -> ConceptWeights:
         artifacts = f"{job_prefix(tenant_id, job_id)}/artifacts"
         with tempfile.TemporaryDirectory(prefix="attencraft-concepts-") as scratch:
-            for name in (WEIGHTS_FILE, METADATA_FILE):
-                (Path(scratch) / name).write_bytes(self._store.read_bytes(f"{artifacts}/{name}"))
-            weights = ConceptSet.load(Path(scratch)).weights()
+            try:
+                for name in (WEIGHTS_FILE, METADATA_FILE):
+                    (Path(scratch) / name).write_bytes(self._store.read_bytes(f"{artifacts}/{name}"))
+                weights = ConceptSet.load(Path(scratch)).weights()
+            except StorageUnavailable:
+                raise  # the store, not the set: a passing fault
+            except Exception as error:  # missing, truncated or altered files: the server's fault, not the client's
+                raise ConceptSetUnreadable(
+                    f"The concept set of job {job_id} cannot be read: its stored files are missing or damaged. "
+                    "Train the concepts again."
+                ) from error
         return dataclasses.replace(
             weights,
             embeddings=weights.embeddings.to(device),

@@ -2,7 +2,8 @@
 
 import io
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,12 +208,29 @@ def test_a_generation_no_longer_queued_is_skipped(trained: Trained, tiny_model: 
     assert trained.row(generation_id).finished_at == finished.finished_at
 
 
-def test_a_missing_concept_set_fails_the_generation(trained: Trained, tiny_model: BaseModel, tmp_path: Path) -> None:
-    store = LocalDirectoryStore(tmp_path / "empty", secrets.token_bytes(32))
+def _without_concept_set(trained: Trained, folder: Path) -> LocalDirectoryStore:
+    return LocalDirectoryStore(folder, secrets.token_bytes(32))
+
+
+def _with_damaged_weights(trained: Trained, folder: Path) -> LocalDirectoryStore:
+    shutil.copytree(trained.store.root, folder)
+    store = LocalDirectoryStore(folder, secrets.token_bytes(32))
+    job_id = trained.job_ids[0]
+    weights = store.path_for(f"{job_prefix(trained.tenant_id(job_id), job_id)}/artifacts/{WEIGHTS_FILE}")
+    weights.write_bytes(weights.read_bytes()[:100])
+    return store
+
+
+@pytest.mark.parametrize("damage", [_without_concept_set, _with_damaged_weights])
+def test_an_unreadable_concept_set_fails_the_generation_as_the_servers_fault(
+    trained: Trained, tiny_model: BaseModel, tmp_path: Path, damage: Callable[[Trained, Path], LocalDirectoryStore]
+) -> None:
+    store = damage(trained, tmp_path / "store")
     generation_id = trained.queue(trained.job_ids[0])
     GenerationRunner(trained.sessions, store, lambda: tiny_model, ConceptSetCache(store, 1)).run(generation_id)
     row = trained.row(generation_id)
-    assert row.status == GenerationStatus.FAILED and row.error_code == "internal_error"
+    assert (row.status, row.error_code) == (GenerationStatus.FAILED, "artifact_corrupt")
+    assert "cannot be read" in row.error_message and str(tmp_path) not in row.error_message
 
 
 @pytest.mark.parametrize("words", [69, 70, 71])
