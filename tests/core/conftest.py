@@ -16,6 +16,12 @@ def tiny() -> BaseModel:
 
 
 @pytest.fixture(scope="session")
+def sd21_256() -> BaseModel:
+    """The SD 2.1-base architecture with random weights at 256 px (latent 32x32): slow tests only."""
+    return load_base_model("sd21-random", device="cpu", resolution=256)
+
+
+@pytest.fixture(scope="session")
 def image() -> Image.Image:
     return two_object_photo()
 

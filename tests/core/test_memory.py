@@ -6,7 +6,7 @@ import torch
 from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.model_spec import RunOptions
-from attencraft_core.models import BaseModel, load_base_model
+from attencraft_core.models import load_base_model
 from attencraft_core.pipeline import ConceptSpec, learn_concepts
 from benchmarks.peak_memory import peak_bytes
 from tests.core.test_precision import halves
@@ -36,11 +36,6 @@ def test_the_photo_is_encoded_once_per_job(image):
     model.pipeline.vae.encoder.register_forward_hook(lambda *_: encodes.append(1))
     learn_concepts(model, image, CONCEPTS, TrainingConfig(recipe=build_recipe(steps=3), seed=3))
     assert len(encodes) == 1
-
-
-@pytest.fixture(scope="module")
-def sd21_256() -> BaseModel:
-    return load_base_model("sd21-random", device="cpu", resolution=256)
 
 
 @pytest.mark.slow
