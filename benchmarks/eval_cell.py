@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from attencraft_cli.sample_photo import two_object_photo
+from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.generation import GenerationRequest, generate_batch
 from attencraft_core.pipeline import ConceptSpec, learn_concepts
@@ -72,7 +73,10 @@ def main() -> None:
 
         started = time.perf_counter()
         concept_set = learn_concepts(
-            backend.model, image.image, [ConceptSpec("cat"), ConceptSpec("dog")], TrainingConfig(arguments.steps)
+            backend.model,
+            image.image,
+            [ConceptSpec("cat"), ConceptSpec("dog")],
+            TrainingConfig(recipe=build_recipe(steps=arguments.steps)),
         )
         bare_train = time.perf_counter() - started
         requests = [

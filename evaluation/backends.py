@@ -47,10 +47,10 @@ class LocalBackend:
             self.model,
             cell.image.image,
             [ConceptSpec(name) for name in cell.image.concepts],
-            TrainingConfig(recipe=build_recipe(steps=settings.steps), seed=cell.seed),
+            TrainingConfig(recipe=build_recipe(cell.method, steps=settings.steps), seed=cell.seed),
             callbacks=callbacks,
         )
-        masks = mask_images(concept_set.masks, self.model.resolution)
+        masks = [] if concept_set.masks is None else mask_images(concept_set.masks, self.model.resolution)
         return Trained(concept_set.weights(), masks, concept_set.image, checkpoints)
 
     def draw(
@@ -97,22 +97,22 @@ class ServiceBackend:
 
     def train(self, cell: Cell, settings: GridSettings) -> Trained:
         job = self.client.create_job(
-            _png(cell.image.image), cell.image.concepts, steps=settings.steps, seed=cell.seed
+            _png(cell.image.image), cell.image.concepts, steps=settings.steps, seed=cell.seed, method=cell.method
         ).wait()
         if job.status != JobStatus.SUCCEEDED:
             error = job.data.error
             reason = error.message if error else job.status.value
             raise EvaluationError(f"The job {job.id} of {cell.label} ended {job.status.value}: {reason}")
         artifacts = {artifact.name: artifact for artifact in self.client.artifacts(job).items}
-        masks = []
+        masks = []  # none for a method that uses no masks
         with tempfile.TemporaryDirectory() as folder:
             for index in range(len(cell.image.concepts)):
-                if f"mask_{index}" not in artifacts:
-                    raise EvaluationError(f"The job {job.id} of {cell.label} has no mask_{index} artifact.")
-                with Image.open(self.client.download_artifact(artifacts[f"mask_{index}"], folder)) as mask:
-                    masks.append(mask.convert("L"))
+                if f"mask_{index}" in artifacts:
+                    with Image.open(self.client.download_artifact(artifacts[f"mask_{index}"], folder)) as mask:
+                        masks.append(mask.convert("L"))
         # The masks are drawn on the model's square input, which the job fitted as the core does (a centre crop).
-        return Trained(job.data, masks, prepare_image(cell.image.image, masks[0].width))
+        side = masks[0].width if masks else min(cell.image.image.size)
+        return Trained(job.data, masks, prepare_image(cell.image.image, side))
 
     def draw(
         self, handle: Any, requests: Sequence[tuple[str, str | None]], seed: int, settings: GridSettings

@@ -3,9 +3,10 @@ a second."""
 
 from pathlib import Path
 
+from attencraft_contract.methods import Method
 from evaluation.errors import EvaluationError
 
-METHODS = ("attencraft",)
+METHODS = tuple(method.value for method in Method)  # attencraft_contract.methods
 
 # The paper's encoders (Sec. IV-A): CLIP ViT-L/14 and DINOv2 ViT-B.
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"

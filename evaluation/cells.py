@@ -20,6 +20,7 @@ from PIL import Image
 from evaluation.catalog import CLIP_METRICS, DEFAULT_CLIP, DEFAULT_DINO, DINO_METRICS, PAPER_METRICS, TOY_METRICS
 from evaluation.datasets import EvalImage
 from evaluation.encoders import ClipEncoder, DinoEncoder, clip_encoder, dino_encoder
+from evaluation.errors import EvaluationError
 from evaluation.metrics import Sample, paper_figures
 from evaluation.prompts import PromptSet
 from evaluation.toy_measures import toy_figures
@@ -121,6 +122,11 @@ class Scorer:
         """The dataset's true masks on the original input where it has them, else the method's own masks."""
         if cell.image.masks:
             return cell.image.image, cell.image.masks, "dataset"
+        if not trained.masks:
+            raise EvaluationError(
+                f"{cell.method} makes no masks and {cell.image.name} has none, so single-concept references cannot be "
+                "cropped: give the dataset masks (mask_<concept>.png or a manifest)."
+            )
         return trained.input_image, dict(zip(cell.image.concepts, trained.masks, strict=True)), "method"
 
     def encoders(self) -> tuple[ClipEncoder | None, DinoEncoder | None]:
@@ -151,7 +157,7 @@ class Scorer:
             figures["group"].update(part["group"])
             for name, values in part["per_concept"].items():
                 figures["per_concept"][name].update(values)
-        figures["metrics"] = {name: figures["metrics"][name] for name in chosen}
+        figures["metrics"] = {name: figures["metrics"][name] for name in chosen if name in figures["metrics"]}
         return figures
 
 
@@ -207,7 +213,7 @@ def run_cell(
         sample_files.append({"file": name, "prompt": sample.prompt, "concept": sample.concept, "seed": seed})
     (folder / "masks").mkdir()
     trained.input_image.save(folder / "input.png")
-    for concept, mask in zip(concepts, trained.masks, strict=True):
+    for concept, mask in zip(concepts, trained.masks, strict=False):  # none for a method without masks
         mask.save(folder / f"masks/{concept}.png")
     return {
         "method": cell.method,

@@ -195,6 +195,8 @@ def mask_overlays(results: Sequence[dict[str, Any]], methods: Sequence[str], out
     for method in methods:
         cells = {}
         for cell in sorted((c for c in results if c["method"] == method), key=lambda c: c["seed"]):
+            if not (out / cell["folder"] / "masks" / f"{cell['concepts'][0]}.png").is_file():
+                continue  # a method that uses no masks
             cells.setdefault(cell["image"], cell)
         if not cells:
             continue

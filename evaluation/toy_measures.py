@@ -26,19 +26,20 @@ def _bool_mask(mask: Image.Image) -> np.ndarray:
 def toy_figures(samples: Sequence[Sample], scene: Scene, method_masks: Sequence[Image.Image]) -> dict[str, Any]:
     objects = {obj.class_name: obj for obj in scene.objects}
     per_concept: dict[str, dict[str, float]] = {}
-    for (name, concept), predicted, truth in zip(objects.items(), method_masks, scene.masks, strict=True):
+    for index, (name, concept) in enumerate(objects.items()):
         pictures = [_pixels(sample.image) for sample in samples if sample.concept == name]
         others = [obj for other, obj in objects.items() if other != name]
         per_concept[name] = {
-            "mask_iou": mask_iou(_bool_mask(predicted), truth),
             "identity": fmean(identity(picture, concept) for picture in pictures),
             "leakage": fmean(leakage(picture, concept, others) for picture in pictures),
         }
+        if method_masks:  # a method that uses no masks has no mask IoU
+            per_concept[name]["mask_iou"] = mask_iou(_bool_mask(method_masks[index]), scene.masks[index])
     group = [_pixels(sample.image) for sample in samples if sample.concept is None]
     identities = [figures["identity"] for figures in per_concept.values()]
     return {
         "metrics": {
-            "mask_iou": fmean(figures["mask_iou"] for figures in per_concept.values()),
+            **({"mask_iou": fmean(f["mask_iou"] for f in per_concept.values())} if method_masks else {}),
             "identity": fmean(identities),
             "leakage": fmean(figures["leakage"] for figures in per_concept.values()),
             "sync": synchronicity(identities),
