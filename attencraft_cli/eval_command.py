@@ -77,7 +77,7 @@ def add_eval_command(subparsers: Any) -> None:
         default=None,
         help="base model: tiny, toy, sd21-random, a hub id or a local folder (default: toy on toy scenes, else tiny)",
     )
-    parser.add_argument("--steps", type=positive, default=300, help="training steps per cell")
+    parser.add_argument("--steps", type=positive, default=None, help="training steps per cell (default: the method's)")
     parser.add_argument(
         "--prompts", type=positive, default=len(SINGLE_TEMPLATES), help="the first N single and N group templates"
     )
@@ -195,7 +195,7 @@ def run_eval(arguments: argparse.Namespace) -> int:
         "grid": f"{len(images)} images x {len(methods)} methods x {arguments.seeds} seeds = {len(cells)} cells",
         "where": f"the API at {arguments.service}" if client is not None else f"this machine ({device})",
         "base model": arguments.model,
-        "training steps": arguments.steps,
+        "training steps": arguments.steps or "each method's recipe (attencraft_comparison preset)",
         "prompts": f"{len(settings.prompts.single)} single-concept and {len(settings.prompts.group)} group templates",
         "images per prompt and seed": arguments.images_per_prompt,
         "sampling": f"{arguments.scheduler}, {arguments.sampling_steps} steps, guidance {arguments.guidance}",

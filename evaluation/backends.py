@@ -12,7 +12,7 @@ from attencraft_client import Client
 from attencraft_contract.models import JobStatus
 from attencraft_core.images import prepare_image
 from evaluation.cells import Cell, GridSettings, Trained
-from evaluation.errors import EvaluationError
+from evaluation.errors import CellFailed
 from evaluation.metrics import Sample
 
 
@@ -43,15 +43,16 @@ class LocalBackend:
             on_weights=lambda step, weights: checkpoints.append((step, weights)),
             weights_every=settings.curve_every,
         )
+        config = TrainingConfig(recipe=build_recipe(cell.method, steps=settings.steps), seed=cell.seed)
         concept_set = learn_concepts(
             self.model,
             cell.image.image,
             [ConceptSpec(name) for name in cell.image.concepts],
-            TrainingConfig(recipe=build_recipe(cell.method, steps=settings.steps), seed=cell.seed),
+            config,
             callbacks=callbacks,
         )
         masks = [] if concept_set.masks is None else mask_images(concept_set.masks, self.model.resolution)
-        return Trained(concept_set.weights(), masks, concept_set.image, checkpoints)
+        return Trained(concept_set.weights(), masks, concept_set.image, config.steps, checkpoints)
 
     def draw(
         self, handle: Any, requests: Sequence[tuple[str, str | None]], seed: int, settings: GridSettings
@@ -102,7 +103,7 @@ class ServiceBackend:
         if job.status != JobStatus.SUCCEEDED:
             error = job.data.error
             reason = error.message if error else job.status.value
-            raise EvaluationError(f"The job {job.id} of {cell.label} ended {job.status.value}: {reason}")
+            raise CellFailed(f"The job {job.id} of {cell.label} ended {job.status.value}: {reason}")
         artifacts = {artifact.name: artifact for artifact in self.client.artifacts(job).items}
         masks = []  # none for a method that uses no masks
         with tempfile.TemporaryDirectory() as folder:
@@ -112,7 +113,7 @@ class ServiceBackend:
                         masks.append(mask.convert("L"))
         # The masks are drawn on the model's square input, which the job fitted as the core does (a centre crop).
         side = masks[0].width if masks else min(cell.image.image.size)
-        return Trained(job.data, masks, prepare_image(cell.image.image, side))
+        return Trained(job.data, masks, prepare_image(cell.image.image, side), job.data.progress.total)
 
     def draw(
         self, handle: Any, requests: Sequence[tuple[str, str | None]], seed: int, settings: GridSettings

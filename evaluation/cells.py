@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from attencraft_core.errors import ConceptNotLocalizedError
 from evaluation.catalog import CLIP_METRICS, DEFAULT_CLIP, DEFAULT_DINO, DINO_METRICS, PAPER_METRICS, TOY_METRICS
 from evaluation.datasets import EvalImage
 from evaluation.encoders import ClipEncoder, DinoEncoder, clip_encoder, dino_encoder
-from evaluation.errors import EvaluationError
+from evaluation.errors import CellFailed, EvaluationError
 from evaluation.metrics import Sample, paper_figures
 from evaluation.prompts import PromptSet
 from evaluation.toy_measures import toy_figures
@@ -34,7 +35,7 @@ class GridSettings:
     """Everything a cell's figures depend on besides its method, image and seed."""
 
     model: str = "tiny"
-    steps: int = 300
+    steps: int | None = None  # None: each method's recipe
     prompts: PromptSet = field(default_factory=PromptSet)
     images_per_prompt: int = 10
     sampling_steps: int = 50  # the paper's protocol: PNDM, 50 steps, guidance 7.5
@@ -90,6 +91,7 @@ class Trained:
     handle: Any
     masks: list[Image.Image]  # one per concept, in the frame of `input_image`
     input_image: Image.Image
+    steps: int  # training steps run
     checkpoints: list[tuple[int, Any]] = field(default_factory=list)  # (step, handle) for the learning curve
 
 
@@ -190,7 +192,7 @@ def run_cell(
         (step, backend.draw(handle, curve_requests, cell.seed, settings)) for step, handle in trained.checkpoints
     ]
     chosen = {prompt for prompt, _ in curve_requests}
-    curve_samples.append((settings.steps, [sample for sample in samples if sample.prompt in chosen]))
+    curve_samples.append((trained.steps, [sample for sample in samples if sample.prompt in chosen]))
     seconds["generate"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -259,7 +261,21 @@ class CellCache:
         for leftover in (scratch, final):
             if leftover.exists():
                 shutil.rmtree(leftover)
-        result = run_cell(cell, settings, backend, scorer, scratch, on_stage)
+        try:
+            result = run_cell(cell, settings, backend, scorer, scratch, on_stage)
+        except (CellFailed, ConceptNotLocalizedError) as error:
+            scratch.mkdir(parents=True, exist_ok=True)
+            result = {
+                "method": cell.method,
+                "image": cell.image.name,
+                "seed": cell.seed,
+                "concepts": cell.image.concepts,
+                "error": str(error),
+                "metrics": {},
+                "curve": [],
+                "seconds": {},
+                "samples": [],
+            }
         result["fingerprint"] = cell.fingerprint(settings)
         result["folder"] = str(final.relative_to(self.root.parent))
         (scratch / CELL_FILE).write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -5,3 +5,9 @@ from attencraft_core.errors import AttenCraftError
 
 class EvaluationError(AttenCraftError):
     code = "evaluation_failed"
+
+
+class CellFailed(AttenCraftError):
+    """A cell whose training could not succeed (e.g. a concept the method could not localise): recorded, not fatal."""
+
+    code = "cell_failed"

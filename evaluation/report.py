@@ -45,7 +45,8 @@ def aggregate(results: Sequence[dict[str, Any]], methods: Sequence[str], metrics
                 figures[name] = summary(values)
         stages = list(dict.fromkeys(stage for cell in cells for stage in cell["seconds"]))  # in the cells' order
         seconds = {stage: statistics.fmean(cell["seconds"].get(stage, 0.0) for cell in cells) for stage in stages}
-        aggregated[method] = {"metrics": figures, "cells": len(cells), "seconds_per_cell": seconds}
+        failed = sum("error" in cell for cell in cells)
+        aggregated[method] = {"metrics": figures, "cells": len(cells), "failed": failed, "seconds_per_cell": seconds}
     return aggregated
 
 
@@ -152,7 +153,12 @@ def sample_grids(results: Sequence[dict[str, Any]], out: Path, folder: Path) -> 
     paths = []
     keys = sorted({(cell["method"], cell["image"]) for cell in results})
     for method, image in keys:
-        cells = sorted((c for c in results if c["method"] == method and c["image"] == image), key=lambda c: c["seed"])
+        cells = sorted(
+            (c for c in results if c["method"] == method and c["image"] == image and c["samples"]),
+            key=lambda c: c["seed"],
+        )
+        if not cells:
+            continue
         prompts = list(dict.fromkeys(sample["prompt"] for sample in cells[0]["samples"]))
         figure, axes = _figure(
             len(prompts), len(cells), figsize=(2.6 + THUMBNAIL * len(cells), THUMBNAIL * len(prompts)), squeeze=False
@@ -196,7 +202,7 @@ def mask_overlays(results: Sequence[dict[str, Any]], methods: Sequence[str], out
         cells = {}
         for cell in sorted((c for c in results if c["method"] == method), key=lambda c: c["seed"]):
             if not (out / cell["folder"] / "masks" / f"{cell['concepts'][0]}.png").is_file():
-                continue  # a method that uses no masks
+                continue  # a method that uses no masks, or a failed cell
             cells.setdefault(cell["image"], cell)
         if not cells:
             continue
@@ -243,6 +249,9 @@ def write_report(
     for method, entry in aggregated.items():
         split = ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in entry["seconds_per_cell"].items())
         lines.append(f"- {method}: {split}")
+    for cell in results:
+        if "error" in cell:
+            lines.append(f"- failed: {cell['method']} {cell['image']} seed {cell['seed']}: {cell['error']}")
     if not figures["Learning curves"]:
         lines += ["", "No learning curves: they need `--curve-every K` and the local backend (training checkpoints)."]
     for title, paths in figures.items():

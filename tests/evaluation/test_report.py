@@ -103,3 +103,23 @@ def test_the_report_has_the_issue_schema_and_non_empty_plots(tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert "| a | **0.7000 ± 0.1414** |" in markdown
     assert "![curves_a](plots/curves_a.png)" in markdown
+
+
+def test_a_failed_cell_is_counted_and_named_but_not_scored(tmp_path):
+    failed = {
+        "method": "a",
+        "image": "cat_dog",
+        "seed": 1,
+        "concepts": ["cat", "dog"],
+        "error": "The model could not find the 'cat' in the image.",
+        "metrics": {},
+        "curve": [],
+        "seconds": {},
+        "samples": [],
+        "folder": "cells/a-cat_dog-seed1",
+    }
+    results = [cell(tmp_path, "a", 0, 0.8, 0.1), failed]
+    report = write_report(tmp_path, dataset="pairs", methods=["a"], metrics=METRICS, results=results, how={})
+    assert report["methods"]["a"]["failed"] == 1
+    assert report["methods"]["a"]["metrics"]["clip_i_single"]["n"] == 1
+    assert "- failed: a cat_dog seed 1: The model could not find the 'cat'" in (tmp_path / "report.md").read_text()
