@@ -112,7 +112,7 @@ def test_bf16_follows_fp32_on_the_sd21_architecture(sd21_256, image):
     for options in (FP32, BF16):
         sd21_256.configure(options)
         maps = attention_maps(sd21_256, image)
-        config = TrainingConfig(steps=2, seed=3)
+        config = TrainingConfig(recipe=build_recipe(steps=2), seed=3)
         job = learn_concepts(
             sd21_256, image, [ConceptSpec("cat"), ConceptSpec("dog")], config, user_masks=halves(image)
         )
