@@ -199,7 +199,10 @@ def run_eval(arguments: argparse.Namespace) -> int:
         "prompts": f"{len(settings.prompts.single)} single-concept and {len(settings.prompts.group)} group templates",
         "images per prompt and seed": arguments.images_per_prompt,
         "sampling": f"{arguments.scheduler}, {arguments.sampling_steps} steps, guidance {arguments.guidance}",
-        "encoders": f"CLIP {arguments.clip}, DINOv2 {arguments.dino}",
+        "encoders": ", ".join(
+            [f"CLIP {arguments.clip}"] * settings.needs_clip + [f"DINOv2 {arguments.dino}"] * settings.needs_dino
+        )
+        or "none (no CLIP or DINO metric chosen)",
         "single-concept references": "the input cropped to each concept's mask box (the dataset's masks where it "
         "has them, else the method's own); group references: the whole input",
         "learning curve": f"every {settings.curve_every} steps" if settings.curve_every else "none",
