@@ -21,7 +21,11 @@ def positive_int(text: str) -> int:
 
 
 def add_toy_commands(subparsers: Any) -> None:
-    toy = subparsers.add_parser("toy", help="the toy world: scenes with known truth, an oracle, the `toy` model")
+    toy = subparsers.add_parser(
+        "toy",
+        help="the toy world: scenes with known truth, an oracle, the `toy` model",
+        example="attencraft toy scene --seed 3 --out scene3 && attencraft toy judge scene3/image.png",
+    )
     toy_commands = toy.add_subparsers(dest="toy_command", required=True, metavar="COMMAND")
 
     scene = command(
