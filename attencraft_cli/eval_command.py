@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attencraft_cli.errors import CommandError
-from attencraft_cli.parsing import command
+from attencraft_cli.parsing import command, positive_int
 from attencraft_contract.models import Scheduler
 from attencraft_core.model_spec import check_device_name, check_model_spec
 from evaluation.catalog import (
@@ -36,18 +36,8 @@ TOY_SCENES = 15  # as many as the paper's datasets
 SERVICE_PARALLEL = 8  # cells in flight on a deployment: enough to keep several GPU workers busy
 
 
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
-
-
 def non_negative(text: str) -> int:
-    return 0 if text.strip() == "0" else positive(text)
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def add_eval_command(subparsers: Any) -> None:
@@ -62,14 +52,14 @@ def add_eval_command(subparsers: Any) -> None:
     parser.add_argument(
         "dataset", help="`toy` (the toy world's held-out scenes) or a folder of images named by their concepts"
     )
-    parser.add_argument("--scenes", type=positive, default=None, help=f"with toy: how many scenes ({TOY_SCENES})")
+    parser.add_argument("--scenes", type=positive_int, default=None, help=f"with toy: how many scenes ({TOY_SCENES})")
     parser.add_argument("--methods", default="attencraft", help=f"comma-separated, of: {', '.join(METHODS)}")
     parser.add_argument(
         "--metrics",
         default=None,
         help=f"comma-separated, of: {', '.join(PAPER_METRICS + TOY_METRICS)} (default: all the dataset has)",
     )
-    parser.add_argument("--seeds", type=positive, default=3, help="seeds 0..N-1 per method and image")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 per method and image")
     parser.add_argument("--out", type=Path, required=True, help="folder for cells (a rerun reuses them) and the report")
     parser.add_argument("--manifest", type=Path, default=None, help="JSON of concept names and masks per image name")
     parser.add_argument(
@@ -77,13 +67,15 @@ def add_eval_command(subparsers: Any) -> None:
         default=None,
         help="base model: tiny, toy, sd21-random, a hub id or a local folder (default: toy on toy scenes, else tiny)",
     )
-    parser.add_argument("--steps", type=positive, default=None, help="training steps per cell (default: the method's)")
     parser.add_argument(
-        "--prompts", type=positive, default=len(SINGLE_TEMPLATES), help="the first N single and N group templates"
+        "--steps", type=positive_int, default=None, help="training steps per cell (default: the method's)"
+    )
+    parser.add_argument(
+        "--prompts", type=positive_int, default=len(SINGLE_TEMPLATES), help="the first N single and N group templates"
     )
     parser.add_argument("--prompt-file", type=Path, default=None, help='JSON {"single": [...], "group": [...]}')
-    parser.add_argument("--images-per-prompt", type=positive, default=10, help="images drawn per prompt and seed")
-    parser.add_argument("--sampling-steps", type=positive, default=50, help="denoising steps")
+    parser.add_argument("--images-per-prompt", type=positive_int, default=10, help="images drawn per prompt and seed")
+    parser.add_argument("--sampling-steps", type=positive_int, default=50, help="denoising steps")
     parser.add_argument("--guidance", type=float, default=7.5, help="guidance scale")
     parser.add_argument("--scheduler", choices=[s.value for s in Scheduler], default=Scheduler.PNDM.value)
     parser.add_argument(
@@ -95,7 +87,7 @@ def add_eval_command(subparsers: Any) -> None:
     parser.add_argument("--service", default=None, metavar="URL", help="run cells as jobs on this AttenCraft API")
     parser.add_argument("--key", default=None, help="with --service: API key (default: $ATTENCRAFT_API_KEY)")
     parser.add_argument(
-        "--parallel", type=positive, default=None, help="with --service: cells in flight at once (default 8)"
+        "--parallel", type=positive_int, default=None, help="with --service: cells in flight at once (default 8)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_eval)

@@ -36,3 +36,14 @@ def command(subparsers: Any, name: str, *, help: str, example: str, description:
     parser: Parser = subparsers.add_parser(name, help=help, description=description or help, example=example)
     add_debug_flag(parser)
     return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value

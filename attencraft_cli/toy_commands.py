@@ -7,17 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from attencraft_cli.errors import CommandError
-from attencraft_cli.parsing import command
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
-    return value
+from attencraft_cli.parsing import command, positive_int
 
 
 def add_toy_commands(subparsers: Any) -> None:
