@@ -208,11 +208,7 @@ class ToyModelTrainer:
         self.ema = {name: p.detach().clone() for name, p in self.unet.named_parameters()}
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=config.learning_rate, weight_decay=1e-2)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.noise_schedule = DDPMScheduler(
-            **{k: SD_SCHEDULER_CONFIG[k] for k in ("beta_start", "beta_end")},
-            beta_schedule="scaled_linear",
-            num_train_timesteps=1000,
-        )
+        self.noise_schedule = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)
         self.step_count = 0
         self._text_states: dict[str, torch.Tensor] = {}
 
