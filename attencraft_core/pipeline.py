@@ -47,6 +47,7 @@ from attencraft_core.training import (
 MASK_SEED_OFFSET = 0
 RATIO_SEED_OFFSET = 1
 PRIOR_SEED_OFFSET = 3
+PRIOR_TIMING = "prior"  # stage_seconds' entry for the class images, generated (or read) in the training stage
 
 
 class Stage(StrEnum):
@@ -83,8 +84,9 @@ class LearnCallbacks:
 class _Timings:
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def record(self, stage: Stage, started: float) -> None:
-        self.seconds[stage.value] = round(time.perf_counter() - started, 3)
+    def record(self, part: str, started: float) -> None:
+        """Seconds since `started` under a stage's name, or "prior" for the class images (part of training)."""
+        self.seconds[str(part)] = round(time.perf_counter() - started, 3)
 
 
 def validate_concepts(concepts: Sequence[ConceptSpec]) -> None:
@@ -286,7 +288,6 @@ def learn_concepts(
     finally:
         model.clear_identifiers()
 
-    started = time.perf_counter()
     callbacks.on_stage(Stage.TRAINING)
     context = MethodContext(
         class_names=names,
@@ -299,8 +300,11 @@ def learn_concepts(
     method = create_method(recipe, context, probabilities)
     prior = None
     if recipe.prior_preservation:
+        started = time.perf_counter()
         cache = prior_cache or MemoryPriorCache()
         prior = prior_images(model, method.prior_prompts(), config, cache)
+        timings.record(PRIOR_TIMING, started)
+    started = time.perf_counter()
     words = initializer_words(concepts, recipe.token_init)
     first_subtoken = recipe.token_init == TokenInit.FIRST_SUBTOKEN
     identifiers = torch.stack([model.initial_identifier(word, first_subtoken=first_subtoken) for word in words])

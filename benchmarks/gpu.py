@@ -1,8 +1,11 @@
 """The GPU check, in one go: a job's stages and peak memory, and generation speed, on sd21-random at 512 px.
 
-(a) one job per method (mask + ratio + train + save, 300 steps): seconds per stage and peak memory above the loaded
-    model (CUDA: allocated tensors; CPU: resident set); (b) 50-step generation at the model's resolution, batch 1
-    and 4, eager and with torch.compile, with the job's concept set applied. Prints one table and writes it as JSON.
+(a) one job per method, 300 steps each: AttenCraft (mask + ratio + train + save) and Custom Diffusion, the baseline
+    (class images + train + save): seconds per stage and peak memory above the loaded model (CUDA: allocated
+    tensors; CPU: resident set); (b) 50-step generation at the model's resolution, batch 1 and 4, eager and with
+    torch.compile, with each job's concept set applied. Prints one table and writes it as JSON.
+Custom Diffusion's recipe generates 200 class images per concept (50 steps each, cached across jobs in service);
+here it generates 8 (`Plan.prior_images`) so the run fits in minutes: "prior" is that one-off cost for them.
 Runs from benchmarks/gpu.sh; `--quick` runs the same code on the CPU with the tiny model and few steps (no
 compile: inductor needs minutes on a CPU), which a test keeps working.
 
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 
 from attencraft_cli.sample_photo import two_object_photo
-from attencraft_contract.methods import build_recipe
+from attencraft_contract.methods import Method, build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.generation import GenerationRequest, generate_batch
 from attencraft_core.model_spec import SD21_RANDOM, TINY, RunOptions
@@ -30,7 +33,7 @@ from attencraft_core.models import BaseModel, ConceptWeights, load_base_model
 from attencraft_core.pipeline import ConceptSpec, learn_concepts
 from benchmarks.peak_memory import peak_bytes
 
-METHODS = ("attencraft",)  # custom_diffusion joins as the baseline once jobs choose their method
+METHODS = (Method.ATTENCRAFT, Method.CUSTOM_DIFFUSION)
 CONCEPTS = [ConceptSpec("cat"), ConceptSpec("dog")]
 
 
@@ -42,10 +45,11 @@ class Plan:
     batches: tuple[int, ...]
     compile: bool
     repeats: int
+    prior_images: int  # class images per concept of a method with prior preservation
 
 
-FULL = Plan(SD21_RANDOM, job_steps=300, generation_steps=50, batches=(1, 4), compile=True, repeats=3)
-QUICK = Plan(TINY, job_steps=3, generation_steps=3, batches=(1, 2), compile=False, repeats=1)
+FULL = Plan(SD21_RANDOM, job_steps=300, generation_steps=50, batches=(1, 4), compile=True, repeats=3, prior_images=8)
+QUICK = Plan(TINY, job_steps=3, generation_steps=3, batches=(1, 2), compile=False, repeats=1, prior_images=2)
 
 
 @dataclass
@@ -71,15 +75,15 @@ def seconds(model: BaseModel, work: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def run_job(model: BaseModel, method: str, steps: int) -> tuple[dict[str, object], ConceptWeights]:
+def run_job(model: BaseModel, method: Method, plan: Plan) -> tuple[dict[str, object], ConceptWeights]:
     """One job end to end: stage seconds, the job's total, and its peak memory."""
     outcome = {}
+    recipe = build_recipe(method, steps=plan.job_steps, prior_images=plan.prior_images)
+    config = TrainingConfig(recipe=recipe, prior_sampling_steps=plan.generation_steps)
 
     def job() -> None:
         started = time.perf_counter()
-        concept_set = learn_concepts(
-            model, two_object_photo(model.resolution), CONCEPTS, TrainingConfig(recipe=build_recipe(steps=steps))
-        )
+        concept_set = learn_concepts(model, two_object_photo(model.resolution), CONCEPTS, config)
         saving = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             concept_set.save(Path(folder) / "set")
@@ -90,7 +94,9 @@ def run_job(model: BaseModel, method: str, steps: int) -> tuple[dict[str, object
 
     peak = peak_bytes(job, model.device)
     weights = outcome.pop("weights")
-    return {"method": method, "steps": steps, **outcome, "peak_memory_bytes": peak}, weights
+    prior = recipe.prior_images if recipe.prior_preservation else 0
+    job = {"method": method.value, "steps": plan.job_steps, "prior_images": prior, **outcome, "peak_memory_bytes": peak}
+    return job, weights
 
 
 def time_generation(model: BaseModel, weights: ConceptWeights, steps: int, batch: int, repeats: int) -> list[float]:
@@ -106,8 +112,8 @@ def run(plan: Plan, device: str | None) -> Report:
     model = load_base_model(plan.model, device=device)
     report = Report(str(model.device), plan.model, model.resolution, str(model.autocast_dtype or torch.float32))
     for method in METHODS:
-        job, weights = run_job(model, method, plan.job_steps)
-        report.jobs[method] = job
+        job, weights = run_job(model, method, plan)
+        report.jobs[method.value] = job
         for compiled in (False, True) if plan.compile else (False,):
             model.configure(RunOptions(compile_unet=compiled))
             for batch in plan.batches:
@@ -115,7 +121,7 @@ def run(plan: Plan, device: str | None) -> Report:
                 median = statistics.median(timed)
                 report.generation.append(
                     {
-                        "method": method,
+                        "method": method.value,
                         "batch": batch,
                         "steps": plan.generation_steps,
                         "compiled": compiled,
@@ -131,14 +137,15 @@ def run(plan: Plan, device: str | None) -> Report:
 def table(report: Report) -> str:
     lines = [f"device={report.device} model={report.model} {report.resolution}px precision={report.precision}"]
     lines.append(
-        f"{'job':<18}{'steps':>6}{'masking':>9}{'ratios':>8}{'training':>10}{'saving':>8}{'total':>8}{'peak MiB':>10}"
+        f"{'job':<18}{'steps':>6}{'masking':>9}{'ratios':>8}{'prior':>8}{'images':>7}{'training':>10}{'saving':>8}"
+        f"{'total':>8}{'peak MiB':>10}"
     )
     for method, job in report.jobs.items():
-        stages = job["stage_seconds"]
+        stages = {name: f"{value:.2f}" for name, value in job["stage_seconds"].items()}
         lines.append(
-            f"{method:<18}{job['steps']:>6}{stages['masking']:>9.2f}{stages['estimating']:>8.2f}"
-            f"{stages['training']:>10.2f}{stages['saving']:>8.2f}{job['total_s']:>8.2f}"
-            f"{job['peak_memory_bytes'] / 2**20:>10.0f}"
+            f"{method:<18}{job['steps']:>6}{stages.get('masking', '-'):>9}{stages.get('estimating', '-'):>8}"
+            f"{stages.get('prior', '-'):>8}{job['prior_images'] or '-':>7}{stages['training']:>10}"
+            f"{stages['saving']:>8}{job['total_s']:>8.2f}{job['peak_memory_bytes'] / 2**20:>10.0f}"
         )
     lines.append(f"{'generation':<18}{'steps':>6}{'batch':>6}{'compiled':>9}{'first s':>9}{'median s':>10}{'img/s':>8}")
     for row in report.generation:
