@@ -255,6 +255,7 @@ def learn_concepts(
     prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, tuple(range(count))))
 
     masks: torch.Tensor | None = None
+    full_masks: torch.Tensor | None = None  # uploads at the model's resolution, for TL and BAS (BASELINES §5.4)
     scores = ratios = probabilities = None
     try:
         if needs_masks:
@@ -263,6 +264,8 @@ def learn_concepts(
             if user_masks is not None:
                 grid = model.attention_grids.self_attention
                 masks = masks_from_images(list(user_masks), model.resolution, grid, fit)
+                full = (model.resolution, model.resolution)
+                full_masks = masks_from_images(list(user_masks), model.resolution, full, fit)
                 if not localized(masks, config.masks):
                     fractions = area_fractions(masks)
                     worst = int(fractions.argmin())
@@ -296,6 +299,7 @@ def learn_concepts(
         latent_size=model.latent_size,
         cross_grid=model.attention_grids.cross,
         masks=masks,
+        full_masks=full_masks,
     )
     method = create_method(recipe, context, probabilities)
     prior = None

@@ -25,7 +25,14 @@ class MethodContext:
     token_ids: list[int]  # their tokenizer ids
     latent_size: Grid  # (h, w) of the latent z
     cross_grid: Grid  # the model's cross-attention grid (SD: latent / 4)
-    masks: torch.Tensor | None  # bool (N, H, W) concept masks (uploaded or attention-derived), if the method needs them
+    masks: torch.Tensor | None  # bool (N, H, W) masks on the self-attention grid (uploaded or attention-derived)
+    # The uploaded masks at the model's resolution (BASELINES §5.4); None where the masks exist only on the grid.
+    full_masks: torch.Tensor | None = None
+
+    @property
+    def finest_masks(self) -> torch.Tensor | None:
+        """The masks at the finest resolution there is: uploads at the model's resolution, else the grid's."""
+        return self.full_masks if self.full_masks is not None else self.masks
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,12 @@ def prior_loss(step: StepInputs, weight: float) -> torch.Tensor:
 def nearest_masks(masks: torch.Tensor, size: Grid) -> torch.Tensor:
     """bool (N, H, W) -> float (N, h, w) by nearest neighbour (F.interpolate's default, as BAS resizes)."""
     return F.interpolate(masks.float()[None], size=size, mode="nearest")[0]
+
+
+def bilinear_masks(masks: torch.Tensor, size: Grid) -> torch.Tensor:
+    """bool (N, H, W) -> float (N, h, w) in {0, 1}: bilinear resize, then > 0.5 (BASELINES §5.4, TL's targets)."""
+    resized = F.interpolate(masks.float()[None], size=size, mode="bilinear", align_corners=False)[0]
+    return (resized > 0.5).float()
 
 
 class TrainingMethod(ABC):

@@ -9,6 +9,8 @@ k-subset in random order; the prompt is "a photo of V_a and V_b", no class word.
            (not divided by the mask area, unlike AttenCraft's Eq. 7);
   L_attn = λ_attn · Σ_{i∈s} mean (M_i^16 − A_i / max A_i)² on the 16x16 grid, λ_attn = 0.01 (summed, not averaged);
   L = L_rec + λ_prior·L_prior + L_attn, in both stages.
+Both resizes start from the mask at the finest resolution there is, as the code resizes the image-sized mask
+(BASELINES §5.4): an upload at the model's resolution, else the 32x32 attention mask, nearest neighbour.
 Class images default to the code's generic "a photo at the beach". Not followed: the random horizontal flip of image
 and masks (our latent is the photo's posterior mean, encoded once).
 """
@@ -50,8 +52,8 @@ def attention_loss(maps: torch.Tensor, masks: torch.Tensor, weight: float) -> to
 class BreakAScene(TrainingMethod):
     def __init__(self, recipe: Recipe, context: MethodContext) -> None:
         super().__init__(recipe, context)
-        self.latent_masks = nearest_masks(context.masks, context.latent_size)  # (N, h, w)
-        self.attention_masks = nearest_masks(context.masks, context.cross_grid)  # (N, h', w')
+        self.latent_masks = nearest_masks(context.finest_masks, context.latent_size)  # (N, h, w)
+        self.attention_masks = nearest_masks(context.finest_masks, context.cross_grid)  # (N, h', w')
 
     def draw_subset(self, generator: torch.Generator) -> tuple[int, ...]:
         return union_sample(self.count, generator)

@@ -8,6 +8,10 @@ bilinearly to 256x256 and min-max normalised:
   hard (Eq. 7): L^i = mean (A_{V_i} − S_i)²,   soft (Eq. 8-9): L^i = mean [(A_{V_i} − S_i)² · 1(S_i = 0)],
   L_attn = (1/N) Σ_i L^i,   L = L_rec + λ·L_prior + δ·L_attn with λ = δ = 1.
 Soft guidance only suppresses attention outside the object; its mean runs over all pixels, as the code's does.
+S_i comes from the mask at the finest resolution there is (an upload at the model's resolution, else the 32x32
+attention mask), resized bilinearly to 256x256 and thresholded at 0.5: BASELINES §5.4. The code resizes its grey
+segmentation PNG bilinearly and keeps the soft edge values; we follow BASELINES, whose masks are binary, so a
+binary S_i keeps soft guidance's "S_i = 0" region the complement of the mask.
 Token positions come from the tokenised prompt (the code hard-codes 4 and 8); every identifier trains (the code's
 gradient mask freezes the last one: BASELINES §3.2).
 """
@@ -16,13 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from attencraft_contract.methods import Method, Recipe
-from attencraft_core.masks import resize_masks
 from attencraft_core.methods.base import (
     Grid,
     LossTerms,
     MethodContext,
     StepInputs,
     TrainingMethod,
+    bilinear_masks,
     mean_squared_error,
     prior_loss,
 )
@@ -55,7 +59,7 @@ class TextualLocalization(TrainingMethod):
     def __init__(self, recipe: Recipe, context: MethodContext) -> None:
         super().__init__(recipe, context)
         self.soft = recipe.method == Method.TEXTUAL_LOCALIZATION_SOFT
-        self.targets = resize_masks(context.masks, TARGET_SIZE).float()  # S_i, (N, 256, 256)
+        self.targets = bilinear_masks(context.finest_masks, TARGET_SIZE)  # S_i, (N, 256, 256)
 
     def draw_subset(self, generator: torch.Generator) -> tuple[int, ...]:
         return tuple(range(self.count))  # every step: both concepts

@@ -2,11 +2,14 @@
 
 import pytest
 import torch
+from PIL import Image
 
 from attencraft_contract.methods import build_recipe
+from attencraft_core import pipeline
 from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import InvalidInputError
 from attencraft_core.generation import GenerationRequest, generate
+from attencraft_core.methods import create_method
 from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
 from attencraft_core.prior import MemoryPriorCache, class_latents
 from tests.core.tiny import changed, state
@@ -106,6 +109,33 @@ def test_break_a_scene_trains_embeddings_first_then_switches_to_kv_at_the_config
     assert during[1] == during[2] == set()  # stage 1: only the identifier vectors move
     assert during[3] == {f"unet.{layer}.{proj}.weight" for layer in tiny.kv_layers for proj in ("to_k", "to_v")}
     assert concept_set.metadata["masks_source"] == "uploaded"
+
+
+def test_uploaded_masks_reach_localization_and_break_a_scene_at_the_models_resolution(tiny, image, monkeypatch):
+    """BASELINES §5.4: TL's 256x256 targets and BAS's latent masks come from the upload at full resolution, not from
+    the 16x16 grid the artifact keeps. The boundary at x = 120 px lies inside a grid cell (112-127)."""
+    left = Image.new("L", image.size, 0)
+    left.paste(255, (0, 0, 120, 256))
+    right = Image.eval(left, lambda value: 255 - value)
+    created = []
+
+    def spy(recipe, context, probabilities):
+        created.append(create_method(recipe, context, probabilities))
+        return created[-1]
+
+    monkeypatch.setattr(pipeline, "create_method", spy)
+    for method in ("break_a_scene", "textual_localization_hard"):
+        concept_set = _train(tiny, image, method, [left, right], None, steps=2, prior_preservation=False)
+        assert concept_set.masks.shape == (2, 16, 16) and int(concept_set.masks[0, 0].sum()) == 7
+    scene, localization = created
+    latent = torch.zeros(2, 32, 32)
+    latent[0, :, :15] = 1  # nearest: latent column i reads pixel 8i, and 8 * 14 < 120
+    latent[1, :, 15:] = 1
+    assert torch.equal(scene.latent_masks, latent)
+    target = torch.zeros(2, 256, 256)  # tiny's 256 px: TL's 256x256 target is the upload itself
+    target[0, :, :120] = 1
+    target[1, :, 120:] = 1
+    assert torch.equal(localization.targets, target)
 
 
 def test_masks_fall_back_to_attention_masks_when_none_are_uploaded(tiny, image, prior_cache):
