@@ -47,6 +47,19 @@ def add_toy_commands(subparsers: Any) -> None:
     train.add_argument("--out", required=True, type=Path, help="where the diffusers folder is saved")
     train.add_argument("--work", required=True, type=Path, help="checkpoints, to resume an interrupted run")
     train.add_argument("--steps", type=positive_int, default=4000, help="training steps (batch 16)")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (cosine schedule)")
+    train.add_argument("--seed", type=int, default=0, help="draws the training scenes (and the weights, fresh)")
+    train.add_argument(
+        "--scene-mix",
+        type=float,
+        nargs=3,
+        default=(0.3, 0.6, 0.1),
+        metavar=("ONE", "TWO", "THREE"),
+        help="shares of training scenes with 1, 2 and 3 objects",
+    )
+    train.add_argument(
+        "--start-from", default=None, help="continue from a saved toy model's weights: toy or a folder it saved"
+    )
     train.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     train.set_defaults(handler=run_train_model)
 
@@ -112,11 +125,26 @@ def run_judge(arguments: argparse.Namespace) -> int:
 def run_train_model(arguments: argparse.Namespace) -> int:
     import torch
 
+    from attencraft_core.models import BUILTIN_FOLDERS
     from toyworld.base_model import ToyTrainingConfig, train_toy_model
 
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
-    config = ToyTrainingConfig(steps=arguments.steps)
+    start_from = None if arguments.start_from is None else BUILTIN_FOLDERS.get(arguments.start_from)
+    if arguments.start_from is not None and start_from is None:
+        start_from = Path(arguments.start_from).resolve()
+    if start_from is not None and not (start_from / "unet").is_dir():
+        raise CommandError(f"{arguments.start_from} is not a saved toy model (it has no unet folder).")
+    try:
+        config = ToyTrainingConfig(
+            steps=arguments.steps,
+            learning_rate=arguments.learning_rate,
+            seed=arguments.seed,
+            object_count_weights=tuple(arguments.scene_mix),
+            start_from=None if start_from is None else str(start_from),
+        )
+    except ValueError as error:
+        raise CommandError(f"The training settings are invalid: {error}.") from error
     train_toy_model(arguments.out, arguments.work, config, lambda line: print(line, file=sys.stderr, flush=True))
     return 0
 

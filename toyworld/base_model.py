@@ -34,7 +34,6 @@ SILU_OFFSET = 20.0  # SiLU(x + 20) = x + 20 to fp32 precision for |x| of a few u
 TEXT_WIDTH = 64
 ATTENTION_GRIDS = {"cross": [16, 16], "self_attention": [16, 16]}
 CAPTION_DROPOUT = 0.1
-OBJECT_COUNT_WEIGHTS = (0.3, 0.6, 0.1)  # scenes of 1, 2, 3 objects
 
 
 def _identity_conv_in(conv: torch.nn.Conv2d) -> None:
@@ -172,10 +171,14 @@ class ToyTrainingConfig:
     ema_decay: float = 0.999
     seed: int = 0
     checkpoint_every: int = 100
+    object_count_weights: tuple[float, float, float] = (0.3, 0.6, 0.1)  # scenes of 1, 2, 3 objects
+    start_from: str | None = None  # a saved toy model whose UNet and text encoder training continues from
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch size must be at least 1")
+        if min(self.object_count_weights) < 0 or not math.isclose(sum(self.object_count_weights), 1.0):
+            raise ValueError("the object count weights must be non-negative and sum to 1")
         if self.seed * self.steps * self.batch_size >= HELD_OUT_SEEDS:
             raise ValueError("training scenes would reach the held-out seeds")
 
@@ -191,7 +194,8 @@ def training_batch(config: ToyTrainingConfig, step: int) -> ToyBatch:
     rng = np.random.default_rng(config.seed * config.steps * config.batch_size + step * config.batch_size)
     images, captions = [], []
     for _ in range(config.batch_size):
-        scene = random_scene(rng, int(rng.choice(len(OBJECT_COUNT_WEIGHTS), p=OBJECT_COUNT_WEIGHTS)) + 1)
+        weights = config.object_count_weights
+        scene = random_scene(rng, int(rng.choice(len(weights), p=weights)) + 1)
         images.append(scene.image)
         captions.append("" if rng.random() < CAPTION_DROPOUT else scene.caption())
     pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -279,6 +283,15 @@ class ToyModelTrainer:
         return self.pipeline
 
 
+def _continue_from(pipeline: StableDiffusionPipeline, saved: Path) -> None:
+    """Take the UNet and the frozen text encoder of a saved toy model (a longer or differently mixed run that
+    builds on an earlier one instead of starting again from noise)."""
+    unet = UNet2DConditionModel.from_pretrained(saved, subfolder="unet", torch_dtype=torch.float32)
+    text_encoder = CLIPTextModel.from_pretrained(saved, subfolder="text_encoder", torch_dtype=torch.float32)
+    pipeline.unet.load_state_dict(unet.state_dict())
+    pipeline.text_encoder.load_state_dict(text_encoder.state_dict())
+
+
 def train_toy_model(
     out: Path,
     work: Path,
@@ -289,6 +302,8 @@ def train_toy_model(
     """Train (resuming from work/checkpoint.pt when present) and save the EMA model to `out`."""
     work.mkdir(parents=True, exist_ok=True)
     pipeline = build_untrained_pipeline(work / "tokenizer", config.seed)
+    if config.start_from is not None:
+        _continue_from(pipeline, Path(config.start_from))
     trainer = ToyModelTrainer(pipeline, config)
     checkpoint = work / "checkpoint.pt"
     if checkpoint.exists():

@@ -28,6 +28,8 @@ def test_wrong_toy_arguments_get_one_sentence_and_exit_code_2(tmp_path):
         ("toy", "scene", "--seed", "-1", "--out", str(tmp_path / "s")),
         ("toy", "scene", "--objects", "7", "--out", str(tmp_path / "s")),
         ("toy", "train-model", "--out", "o", "--work", "w", "--steps", "0"),
+        ("toy", "train-model", "--out", "o", "--work", "w", "--scene-mix", "0.5", "0.5", "0.5"),
+        ("toy", "train-model", "--out", "o", "--work", "w", "--start-from", str(tmp_path)),
         ("toy", "assess", "--model", "no/such/folder/x"),
     ):
         run = attencraft(*arguments, cwd=tmp_path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attencraft_core.models import load_base_model
+from attencraft_core.models import BUILTIN_FOLDERS, TOY, load_base_model
 from toyworld.base_model import (
     LATENT_SCALE,
     ToyModelTrainer,
@@ -13,6 +13,7 @@ from toyworld.base_model import (
     build_untrained_pipeline,
     identity_vae,
     save_toy_model,
+    train_toy_model,
     training_batch,
 )
 from toyworld.scenes import HELD_OUT_SEEDS, held_out_scenes
@@ -40,6 +41,26 @@ def test_training_batches_are_a_function_of_the_step_and_never_held_out_scenes()
     assert not torch.equal(training_batch(config, 7).pixels, training_batch(config, 8).pixels)
     with pytest.raises(ValueError, match="held-out"):
         ToyTrainingConfig(seed=HELD_OUT_SEEDS)
+
+
+def test_the_scene_mix_sets_how_many_objects_training_captions_name():
+    def objects_named(config: ToyTrainingConfig) -> set[int]:
+        return {c.count(" and ") + 1 for step in range(3) for c in training_batch(config, step).captions if c}
+
+    assert objects_named(ToyTrainingConfig(batch_size=8, object_count_weights=(0.0, 1.0, 0.0))) == {2}
+    assert objects_named(ToyTrainingConfig(batch_size=8, object_count_weights=(1.0, 0.0, 0.0))) == {1}
+    with pytest.raises(ValueError, match="sum to 1"):
+        ToyTrainingConfig(object_count_weights=(0.5, 0.5, 0.5))
+
+
+def test_training_can_continue_from_a_saved_toy_model(tmp_path):
+    config = ToyTrainingConfig(steps=1, batch_size=2, learning_rate=0.0, seed=3, start_from=str(BUILTIN_FOLDERS[TOY]))
+    train_toy_model(tmp_path / "model", tmp_path / "work", config, log=lambda line: None)
+    shipped, continued = load_base_model(TOY, device="cpu"), load_base_model(str(tmp_path / "model"), device="cpu")
+    for part in ("unet", "text_encoder"):
+        theirs = getattr(shipped.pipeline, part).state_dict()
+        for name, value in getattr(continued.pipeline, part).state_dict().items():
+            assert torch.equal(value.float(), theirs[name].float()), (part, name)
 
 
 def test_training_resumes_exactly_from_a_checkpoint(tmp_path):
