@@ -71,6 +71,7 @@ def add_toy_commands(subparsers: Any) -> None:
     )
     assess.add_argument("--model", default="toy", help="toy or a diffusers folder trained on toy scenes")
     assess.add_argument("--scenes", type=positive_int, default=30, help="held-out scenes to measure on")
+    assess.add_argument("--samples", type=positive_int, default=4, help="pictures drawn per prompt and scene")
     assess.set_defaults(handler=run_assess)
 
 
@@ -159,6 +160,6 @@ def run_assess(arguments: argparse.Namespace) -> int:
     model = load_base_model(arguments.model, device="cpu")
     if model.resolution != 32:
         raise CommandError(f"{arguments.model} draws {model.resolution} px pictures; toy scenes are 32 px.")
-    for line in assess_base_model(model, held_out_scenes(arguments.scenes)).lines():
+    for line in assess_base_model(model, held_out_scenes(arguments.scenes), arguments.samples).lines():
         print(line)
     return 0

@@ -50,29 +50,44 @@ def sample(model: BaseModel, prompt: str, seed: int, count: int = 1) -> list[np.
 
 @dataclass(frozen=True)
 class BaseModelQuality:
-    mask_iou_first: float  # mean IoU of the first-named concept's stage-one mask with its object
+    mask_iou_first: float  # mean IoU of the first-named concept's stage-one mask with its object (0 if not found)
     mask_iou_second: float
+    not_localized: int  # scenes where stage one found no mask for a concept (the job would fail there)
     single_class_rate: float  # "a photo of X": share of samples showing a well-formed X
     pair_rate: float  # "a photo of X and Y": share showing both
+    scenes: int
+    samples_per_prompt: int
 
     def lines(self) -> list[str]:
         return [
-            f"stage-one mask IoU: first concept {self.mask_iou_first:.2f}, second {self.mask_iou_second:.2f}",
-            f"samples showing their class: {self.single_class_rate:.0%} of single-class prompts, "
-            f"{self.pair_rate:.0%} of two-class prompts show both",
+            f"stage-one mask IoU over {self.scenes} scenes: first concept {self.mask_iou_first:.2f}, "
+            f"second {self.mask_iou_second:.2f}; a concept not localised in {self.not_localized} scenes",
+            f"samples showing their class ({self.samples_per_prompt} per prompt): {self.single_class_rate:.0%} of "
+            f"single-class prompts, {self.pair_rate:.0%} of two-class prompts show both",
         ]
 
 
-def assess_base_model(model: BaseModel, scenes: list[Scene], seed: int = 0) -> BaseModelQuality:
+def assess_base_model(
+    model: BaseModel, scenes: list[Scene], samples_per_prompt: int = 4, seed: int = 0
+) -> BaseModelQuality:
     firsts, seconds, singles, pairs = [], [], [], []
+    not_localized = 0
     for index, scene in enumerate(scenes):
         masks = stage_one_masks(model, scene, seed)
+        not_localized += not any(mask.any() for mask in masks)
         firsts.append(mask_iou(masks[0], scene.masks[0]))
         seconds.append(mask_iou(masks[1], scene.masks[1]))
         first, second = (obj.class_name for obj in scene.objects[:2])
-        singles.append(shows_class(sample(model, f"a photo of {first}", seed + index)[0], first))
-        pair = sample(model, f"a photo of {first} and {second}", seed + index)[0]
-        pairs.append(shows_class(pair, first) and shows_class(pair, second))
+        for picture in sample(model, f"a photo of {first}", seed + index, samples_per_prompt):
+            singles.append(shows_class(picture, first))
+        for picture in sample(model, f"a photo of {first} and {second}", seed + index, samples_per_prompt):
+            pairs.append(shows_class(picture, first) and shows_class(picture, second))
     return BaseModelQuality(
-        float(np.mean(firsts)), float(np.mean(seconds)), float(np.mean(singles)), float(np.mean(pairs))
+        mask_iou_first=float(np.mean(firsts)),
+        mask_iou_second=float(np.mean(seconds)),
+        not_localized=not_localized,
+        single_class_rate=float(np.mean(singles)),
+        pair_rate=float(np.mean(pairs)),
+        scenes=len(scenes),
+        samples_per_prompt=samples_per_prompt,
     )

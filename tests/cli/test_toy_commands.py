@@ -35,3 +35,12 @@ def test_wrong_toy_arguments_get_one_sentence_and_exit_code_2(tmp_path):
         run = attencraft(*arguments, cwd=tmp_path)
         assert run.returncode == 2, (arguments, run.stderr)
         assert len(run.stderr.strip().splitlines()) <= 2 and "Traceback" not in run.stderr, run.stderr
+
+
+def test_assess_prints_the_base_models_figures_over_the_scenes_and_samples_asked(tmp_path):
+    run = attencraft("toy", "assess", "--scenes", "2", "--samples", "2", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    masks_line, samples_line = run.stdout.strip().splitlines()
+    assert masks_line.startswith("stage-one mask IoU over 2 scenes: first concept 0.")
+    assert "a concept not localised in 0 scenes" in masks_line
+    assert samples_line.startswith("samples showing their class (2 per prompt): ")
