@@ -223,3 +223,16 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` a tenant sent with a creating request: the resource it created and a hash of the
+    request, so a retry gets that resource and a different request under the same key is refused."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)

@@ -1,7 +1,8 @@
 """A periodic sweep in each worker process (and in the embedded API): the work no message announces.
 
 Jobs whose heartbeat went stale (their worker died: kill -9, OOM, node loss) go back to queued, keeping their
-checkpoint, and are sent again; webhook deliveries whose next attempt is due are handed to a sender. Every sweep
+checkpoint, and are sent again; webhook deliveries whose next attempt is due are handed to a sender; expired
+idempotency keys are deleted. Every sweep
 claims with conditional updates, so any number of processes may sweep the same database.
 """
 
@@ -13,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import repository
+from service.idempotency import purge_expired_keys
 from service.models import utc_now
 from service.settings import Settings
 
@@ -54,6 +56,7 @@ class Sweeper:
                 # that gets the message first blocks on the row lock, then claims the committed, queued row.
                 session.commit()
         with self._sessions() as session:
+            purge_expired_keys(session, utc_now())
             delivery_ids = repository.claim_due_deliveries(
                 session, timedelta(seconds=self._settings.webhook_lease_seconds)
             )

@@ -30,6 +30,7 @@ from service.generation_repository import (
     get_generation,
     list_job_generations,
 )
+from service.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, IdempotentRequest, commit_once
 from service.models import Generation
 from service.presenters import generation_out
 from service.prompts import PromptLengthChecker
@@ -45,12 +46,21 @@ router = APIRouter(tags=["generations"], route_class=SessionReleasingRoute)
 
 
 def _submit(
-    body: GenerateRequest, tenant_id: str, session: Session, queue: JobQueue, prompt_lengths: PromptLengthChecker
-) -> Generation:
+    body: GenerateRequest,
+    tenant_id: str,
+    idempotency_key: str | None,
+    session: Session,
+    queue: JobQueue,
+    prompt_lengths: PromptLengthChecker,
+) -> tuple[Generation, bool]:
+    """The new generation, or the one an earlier request with the same Idempotency-Key created (True)."""
     job, concepts = concept_set_of(session, tenant_id, body.concept_ids)
     prompts = {"prompt": body.prompt, "negative_prompt": body.negative_prompt}
     check_placeholders(prompts, [concept.placeholder for concept in concepts])
     prompt_lengths.check(job, prompts)
+    idempotent = IdempotentRequest.of(tenant_id, idempotency_key, "POST /generate", body.model_dump(mode="json"))
+    if (earlier_id := idempotent.earlier_resource(session)) is not None:
+        return get_generation(session, tenant_id, earlier_id), True
     generation = add_generation(
         session,
         tenant_id=tenant_id,
@@ -61,14 +71,17 @@ def _submit(
         options=body.options().model_dump(mode="json"),
         seed=secrets.randbelow(MAX_SEED + 1) if body.seed is None else body.seed,
     )
-    session.commit()
+    idempotent.remember(session, generation.id)
+    if (earlier_id := commit_once(session, idempotent, discard=lambda: None)) is not None:
+        return get_generation(session, tenant_id, earlier_id), True  # a concurrent retry's generation
     try:
         queue.submit_generation(generation.id)
     except QueueUnavailable as error:
         fail_generation(session, generation.id, QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE)
+        idempotent.forget(session)  # nothing was started: a retry with the same key starts the generation
         session.commit()
         raise ServiceUnavailable(QUEUE_UNAVAILABLE_MESSAGE, code=QUEUE_UNAVAILABLE) from error
-    return generation
+    return generation, False
 
 
 def _reload(session: Session, generation: Generation) -> None:
@@ -101,8 +114,13 @@ async def create_generation(
     prefer: Annotated[
         str | None, Header(description="`wait=N`: hold the response up to N seconds until the images are ready.")
     ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> GenerationOut:
-    generation = await run_in_threadpool(_submit, body, tenant.id, session, queue, prompt_lengths)
+    generation, replayed = await run_in_threadpool(
+        _submit, body, tenant.id, idempotency_key, session, queue, prompt_lengths
+    )
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     wait_s = preferred_wait_seconds(prefer, settings.max_generation_wait_seconds)
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s}"

@@ -5,7 +5,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import IO, Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from attencraft_contract import rules
@@ -17,8 +17,9 @@ from service.deps import CurrentTenant, QueueDep, SessionDep, SessionReleasingRo
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
 from service.event_log import loss_history
 from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
+from service.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, IdempotentRequest, commit_once, stream_sha256
 from service.models import Job, JobStatus, new_id
-from service.presenters import artifact_list, job_out
+from service.presenters import UrlSigner, artifact_list, job_out
 from service.queue import QueueUnavailable
 from service.repository import NewConcept, add_job, fail_unsubmitted_job, get_job, list_jobs, request_cancel
 from service.routes.problems import problem_responses
@@ -56,6 +57,7 @@ OPTIONS_SCHEMA = {
     responses=problem_responses(400, 401, 413, 415, 422, 503, 507),
 )
 def create_job(
+    response: Response,
     tenant: CurrentTenant,
     session: SessionDep,
     store: StoreDep,
@@ -104,6 +106,7 @@ def create_job(
             },
         ),
     ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
     names = rules.concept_names(concepts)
     initializer_words = rules.initializer_words(initializers, concept_count=len(names))
@@ -117,6 +120,21 @@ def create_job(
     user_masks = [check_image(mask.file, f"masks.{index}", **limits) for index, mask in enumerate(masks)]
     if user_masks:
         check_masks(user_masks, concept_count=len(names), image_size=photo.image.size)
+    idempotent = IdempotentRequest.of(
+        tenant.id,
+        idempotency_key,
+        "POST /jobs",
+        {
+            "concepts": names,
+            "initializers": initializer_words,
+            "options": job_options.model_dump(mode="json"),
+            "webhook_url": webhook,
+            "image_sha256": stream_sha256(image.file),
+            "masks_sha256": [stream_sha256(mask.file) for mask in masks],
+        },
+    )
+    if (earlier_id := idempotent.earlier_resource(session)) is not None:
+        return _replayed(response, get_job(session, tenant.id, earlier_id), signer)
 
     job_id = new_id()
     input_prefix = f"{job_prefix(tenant.id, job_id)}/input"
@@ -137,13 +155,24 @@ def create_job(
         image=stored_image,
         webhook_url=webhook,
     )
-    session.commit()
+    idempotent.remember(session, job.id)
+    if (
+        earlier_id := commit_once(session, idempotent, lambda: store.delete_prefix(job_prefix(tenant.id, job_id)))
+    ) is not None:
+        return _replayed(response, get_job(session, tenant.id, earlier_id), signer)  # a concurrent retry's job
     try:
         queue.submit_job(job.id)
     except QueueUnavailable as error:
         fail_unsubmitted_job(session, job.id)
+        idempotent.forget(session)  # nothing was started: a retry with the same key starts the job
         session.commit()
         raise ServiceUnavailable(QUEUE_UNAVAILABLE_MESSAGE, code=QUEUE_UNAVAILABLE) from error
+    return job_out(job, signer)
+
+
+def _replayed(response: Response, job: Job, signer: UrlSigner) -> JobOut:
+    """The job an earlier request with the same Idempotency-Key created, as it is now."""
+    response.headers[REPLAYED_HEADER] = "true"
     return job_out(job, signer)
 
 

@@ -1,21 +1,26 @@
-"""Fixtures: migrated PostgreSQL and SQLite databases, local and S3 stores, API clients per tenant."""
+"""Fixtures: migrated PostgreSQL and SQLite databases, local and S3 stores, API clients per tenant, trained jobs."""
 
+import io
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from service.app import create_app
 from service.auth import create_api_key
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_to_head
+from service.models import Artifact, Job, JobStatus
+from service.prompts import TOKENIZER_ARTIFACT
 from service.queue import RecordingJobQueue
 from service.settings import Settings
 from service.storage import LocalDirectoryStore, ObjectStore, S3Store
 from tests.service.infrastructure import S3Server, seaweedfs_s3_server, throwaway_bucket, throwaway_postgres_database
+from tests.service.job_requests import post_job, word_tokenizer
 
 DATABASE_BACKENDS = ["sqlite", "postgresql"]
 
@@ -119,3 +124,31 @@ def client(app_client: TestClient, new_api_key: Callable[[], str]) -> TestClient
     """A client authenticated as a fresh tenant."""
     app_client.headers["Authorization"] = f"Bearer {new_api_key()}"
     return app_client
+
+
+@pytest.fixture
+def trained_job(client: TestClient, engine: Engine, local_store: LocalDirectoryStore) -> Callable[..., dict[str, Any]]:
+    """A job of the client's tenant, moved to a final state as a worker would; returns the job as the API shows it."""
+
+    def create(status: JobStatus = JobStatus.SUCCEEDED, concepts: tuple[str, ...] = ("ball", "box")) -> dict[str, Any]:
+        job = post_job(client, concepts=list(concepts)).json()
+        with create_session_factory(engine)() as session:
+            row = session.get_one(Job, job["id"])
+            key = f"tenants/{row.tenant_id}/jobs/{row.id}/artifacts/tokenizer.json"
+            stored = local_store.put(key, io.BytesIO(word_tokenizer()), content_type="application/json")
+            session.execute(update(Job).where(Job.id == row.id).values(status=status))
+            session.add(
+                Artifact(
+                    tenant_id=row.tenant_id,
+                    job_id=row.id,
+                    name=TOKENIZER_ARTIFACT,
+                    key=stored.key,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    content_type=stored.content_type,
+                )
+            )
+            session.commit()
+        return client.get(f"/jobs/{job['id']}").json()
+
+    return create

@@ -6,8 +6,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from PIL import Image
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 PROBLEM_JSON = "application/problem+json"
+TEXT_ENCODER_LIMIT = 77
 
 
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
@@ -58,3 +60,15 @@ def assert_problem(response: Any, status: int, *detail_fragments: str) -> dict[s
     for fragment in detail_fragments:
         assert fragment.lower() in problem["detail"].lower(), problem["detail"]
     return problem
+
+
+def word_tokenizer() -> bytes:
+    """A CLIP-like tokenizer: one token per word, start and end tokens, the limit stored as truncation."""
+    specials = {"<|startoftext|>": 0, "<|endoftext|>": 1, "[UNK]": 2}
+    tokenizer = Tokenizer(models.WordLevel(specials, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)]
+    )
+    tokenizer.enable_truncation(TEXT_ENCODER_LIMIT)
+    return tokenizer.to_str().encode()

@@ -1,63 +1,15 @@
 """POST /generate and GET /generations/{id} against a recording queue: every check the API makes without the model."""
 
-import io
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from service.db import create_session_factory
-from service.models import Artifact, Job, JobStatus
-from service.prompts import TOKENIZER_ARTIFACT
+from service.models import JobStatus
 from service.queue import RecordingJobQueue
-from service.storage import LocalDirectoryStore
-from tests.service.job_requests import assert_problem, post_job
-
-TEXT_ENCODER_LIMIT = 77
-
-
-def _word_tokenizer() -> bytes:
-    """A CLIP-like tokenizer: one token per word, start and end tokens, the limit stored as truncation."""
-    specials = {"<|startoftext|>": 0, "<|endoftext|>": 1, "[UNK]": 2}
-    tokenizer = Tokenizer(models.WordLevel(specials, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)]
-    )
-    tokenizer.enable_truncation(TEXT_ENCODER_LIMIT)
-    return tokenizer.to_str().encode()
-
-
-@pytest.fixture
-def trained_job(client: TestClient, engine: Engine, local_store: LocalDirectoryStore) -> Callable[..., dict[str, Any]]:
-    """A job of the client's tenant, moved to a final state as a worker would; returns the job as the API shows it."""
-
-    def create(status: JobStatus = JobStatus.SUCCEEDED, concepts: tuple[str, ...] = ("ball", "box")) -> dict[str, Any]:
-        job = post_job(client, concepts=list(concepts)).json()
-        with create_session_factory(engine)() as session:
-            row = session.get_one(Job, job["id"])
-            key = f"tenants/{row.tenant_id}/jobs/{row.id}/artifacts/tokenizer.json"
-            stored = local_store.put(key, io.BytesIO(_word_tokenizer()), content_type="application/json")
-            session.execute(update(Job).where(Job.id == row.id).values(status=status))
-            session.add(
-                Artifact(
-                    tenant_id=row.tenant_id,
-                    job_id=row.id,
-                    name=TOKENIZER_ARTIFACT,
-                    key=stored.key,
-                    size=stored.size,
-                    sha256=stored.sha256,
-                    content_type=stored.content_type,
-                )
-            )
-            session.commit()
-        return client.get(f"/jobs/{job['id']}").json()
-
-    return create
+from tests.service.job_requests import TEXT_ENCODER_LIMIT, assert_problem
 
 
 def _ids(job: dict[str, Any]) -> list[str]:

@@ -39,6 +39,7 @@ RULES_NO_SCHEMA_CAN_STATE = {
     "unknown_placeholder",  # the prompt against the chosen concepts
     "prompt_too_long",
     "concepts_from_different_jobs",
+    "idempotency_key_reused",  # the key against what it came with before
 }
 
 
