@@ -21,8 +21,11 @@ def hash_api_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class TenantRef:
+    """The tenant of a request, and the id of the API key it came with."""
+
     id: str
     name: str
+    key_id: str
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,12 @@ class KeyInfo:
 def look_up_tenant(session: Session, key: str) -> TenantRef | None:
     """The tenant of a key that exists and is not revoked."""
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)))
-    return TenantRef(id=api_key.tenant.id, name=api_key.tenant.name) if api_key is not None else None
+    return TenantRef(id=api_key.tenant.id, name=api_key.tenant.name, key_id=api_key.id) if api_key is not None else None
+
+
+def key_is_active(session: Session, key_id: str) -> bool:
+    """Whether the key still exists unrevoked: what a long-lived response (an event stream) checks as it goes."""
+    return session.scalar(select(ApiKey.id).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))) is not None
 
 
 def get_or_create_tenant(session: Session, name: str) -> Tenant:

@@ -163,7 +163,7 @@ def stream_generation_events(
     get_generation(session, tenant.id, generation_id)
     session.close()  # the stream reads with short sessions of its own
     sessions = request.app.state.session_factory
-    return event_stream(sessions, generation_id, last_event_id, settings.event_keepalive_seconds)
+    return event_stream(sessions, generation_id, tenant.key_id, last_event_id, settings.event_keepalive_seconds)
 
 
 @router.get(

@@ -208,7 +208,8 @@ def stream_job_events(
 ) -> EventStreamResponse:
     get_job(session, tenant.id, job_id)
     session.close()  # the stream reads with short sessions of its own
-    return event_stream(request.app.state.session_factory, job_id, last_event_id, settings.event_keepalive_seconds)
+    sessions = request.app.state.session_factory
+    return event_stream(sessions, job_id, tenant.key_id, last_event_id, settings.event_keepalive_seconds)
 
 
 @router.get(

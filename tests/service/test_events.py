@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from service import generation_repository, repository
+from service.auth import revoke_api_key
 from service.db import create_session_factory
 from service.models import Job, JobStatus, new_id
 from service.settings import Settings
@@ -143,6 +144,26 @@ def test_streams_need_the_key_and_belong_to_their_tenant(
     assert_problem(app_client.get(f"/generations/{new_id()}/events", headers=other_tenant), 404, "no generation")
     bad_resume = assert_problem(client.get(path, headers={"Last-Event-ID": "seven"}), 422)
     assert bad_resume["errors"][0]["field"].lower().endswith("last-event-id")
+
+
+def test_an_open_stream_ends_within_seconds_of_its_key_being_revoked(client: TestClient, engine: Engine) -> None:
+    job = post_job(client).json()
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    path = f"/jobs/{job['id']}/events"
+    with client.stream("GET", path) as response:
+        lines = response.iter_lines()
+        read_events(lines, until_end=False)  # open and idle
+        with create_session_factory(engine)() as session:
+            revoke_api_key(session, key)
+            session.commit()
+        revoked = time.monotonic()
+        for line in lines:  # keep-alives (every 0.3 s here) until the server closes the stream
+            assert not line.startswith("event:"), line
+            if time.monotonic() - revoked > 10:
+                pytest.fail("the stream stayed open 10 s after its key was revoked")
+        closed_after_s = time.monotonic() - revoked
+    assert closed_after_s < 5
+    assert assert_problem(client.get(path), 401)["code"] == "invalid_api_key"
 
 
 def test_a_generation_streams_started_then_its_end(client: TestClient, engine: Engine) -> None:
