@@ -1,4 +1,4 @@
-"""`attencraft jobs submit|get|wait|cancel|list` and `attencraft generate --server`: a running API, through the
+"""`attencraft jobs submit|get|wait|cancel|report|list` and `attencraft generate --server`: a running API, through the
 Python client (attencraft_client)."""
 
 import argparse
@@ -62,6 +62,17 @@ def add_remote_commands(subparsers: Any) -> None:
         action.add_argument("job", metavar="JOB", help="a job id, as `jobs submit` printed it")
         add_server_arguments(action)
         action.set_defaults(handler=handler)
+
+    report = command(
+        jobs,
+        "report",
+        help="a job's measures that need no generation: mask areas and overlaps, ratios, loss curves",
+        example="attencraft jobs report $JOB\nattencraft jobs report $JOB --json > report.json",
+    )
+    report.add_argument("job", metavar="JOB", help="a job id, as `jobs submit` printed it")
+    report.add_argument("--json", action="store_true", help="the whole report as JSON, every curve's points")
+    add_server_arguments(report)
+    report.set_defaults(handler=run_report)
 
     listing = command(jobs, "list", help="list jobs, newest first", example="attencraft jobs list --status training")
     listing.add_argument("--status", choices=[status.value for status in JobStatus], default=None, help="only these")
@@ -132,6 +143,36 @@ def run_cancel(arguments: argparse.Namespace) -> int:
     with connect(arguments) as client:
         job = client.cancel(arguments.job)
     print(f"Job {job.id} is {job.status}" + (" (stopping at its next step)" if not job.status.is_terminal else ""))
+    return 0
+
+
+def _curve_ends(points: list[Any]) -> str:
+    if not points:
+        return "no steps yet"
+    first, last = points[0], points[-1]
+    return f"L_rec {first.reconstruction:.4f} -> {last.reconstruction:.4f} (steps {first.to_step} -> {last.to_step})"
+
+
+def run_report(arguments: argparse.Namespace) -> int:
+    with connect(arguments) as client:
+        report = client.report(arguments.job)
+    if arguments.json:
+        print(report.model_dump_json(indent=2))
+        return 0
+    print(
+        f"Job {report.job_id} {report.status.value}, {report.method.value}, {report.steps_trained}/"
+        f"{report.total_steps} steps, masks: {report.masks_source.value}"
+    )
+    for concept in report.concepts:
+        mask = f"mask {concept.mask_area:7.2%}" if concept.mask_area is not None else "no mask     "
+        ratio = f"ratio {concept.ratio:.3f}" if concept.ratio is not None else "no ratio   "
+        print(
+            f"  {concept.placeholder:<14} {mask}  {ratio}  {concept.single_steps:>5} steps alone  "
+            f"{_curve_ends(concept.loss_curve)}"
+        )
+    for overlap in report.mask_overlaps:
+        print(f"  masks of {' and '.join(overlap.concepts)} overlap: IoU {overlap.iou:.3f}")
+    print(f"  all steps: {_curve_ends(report.loss_curve)}")
     return 0
 
 

@@ -13,7 +13,15 @@ from attencraft_client.calls import DEFAULT_TIMEOUT_S
 from attencraft_client.client import GENERATION_WAIT_S, POLL_INTERVAL_S, Generation
 from attencraft_client.errors import ApiError, ServerUnreachable, TaskFailed
 from attencraft_client.events import EVENT_STREAM_RECONNECTS, EVENT_STREAM_TIMEOUT, NO_EVENT_STREAM, JobFollower
-from attencraft_contract.models import ArtifactList, GenerationOut, GenerationStatus, JobOut, JobPage, JobStatus
+from attencraft_contract.models import (
+    ArtifactList,
+    GenerationOut,
+    GenerationStatus,
+    JobOut,
+    JobPage,
+    JobReport,
+    JobStatus,
+)
 
 
 class AsyncJob:
@@ -130,6 +138,10 @@ class AsyncClient:
     async def cancel(self, job: calls.JobRef) -> AsyncJob:
         request = self.http.build_request("POST", f"/jobs/{calls.job_id_of(job)}/cancel")
         return AsyncJob(self, calls.parsed(await self._send(request), JobOut))
+
+    async def report(self, job: calls.JobRef) -> JobReport:
+        request = self.http.build_request("GET", f"/jobs/{calls.job_id_of(job)}/report")
+        return calls.parsed(await self._send(request), JobReport)
 
     async def artifacts(self, job: calls.JobRef, *, export: str | None = None) -> ArtifactList:
         path = f"/jobs/{calls.job_id_of(job)}/" + ("export" if export else "artifacts")

@@ -19,6 +19,7 @@ from attencraft_contract.models import (
     GenerationStatus,
     JobOut,
     JobPage,
+    JobReport,
     JobStatus,
 )
 
@@ -184,6 +185,11 @@ class Client:
     def cancel(self, job: calls.JobRef) -> Job:
         request = self.http.build_request("POST", f"/jobs/{calls.job_id_of(job)}/cancel")
         return Job(self, calls.parsed(self._send(request), JobOut))
+
+    def report(self, job: calls.JobRef) -> JobReport:
+        """The job's measures that need no generation: mask areas and overlaps, ratios, loss curves."""
+        request = self.http.build_request("GET", f"/jobs/{calls.job_id_of(job)}/report")
+        return calls.parsed(self._send(request), JobReport)
 
     def artifacts(self, job: calls.JobRef, *, export: ExportFormat | str | None = None) -> ArtifactList:
         """The job's artifacts, or with ``export="diffusers"`` the concept set in diffusers' layout."""

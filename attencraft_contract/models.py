@@ -384,6 +384,52 @@ class LossHistory(BaseModel):
     items: list[LossRecord] = Field(description="One record per step trained so far, in step order.")
 
 
+class LossPoint(BaseModel):
+    """Mean losses of the steps trained in one stretch of training (from_step to to_step, both included)."""
+
+    from_step: int
+    to_step: int
+    steps: int = Field(description="How many steps of the stretch are counted (a concept's curve: its own steps).")
+    loss: float
+    reconstruction: float = Field(description="L_rec, the masked reconstruction loss.")
+    attention: float = Field(description="L_attn, the cross-attention loss.")
+
+
+class ConceptReport(BaseModel):
+    name: str
+    placeholder: str
+    ratio: float | None = Field(description="Adaptive sampling ratio, once estimated.")
+    mask_area: float | None = Field(
+        description="Share of the (square) input its mask covers, 0 to 1; null without a mask."
+    )
+    single_steps: int = Field(description="Steps so far that trained this concept alone.")
+    loss_curve: list[LossPoint] = Field(
+        description="Its single-concept steps' losses, in the stretches of the job's curve: a concept learnt out of "
+        "step with the others shows here."
+    )
+
+
+class MaskOverlap(BaseModel):
+    concepts: list[str] = Field(description="Two concept names.")
+    iou: float = Field(description="Intersection over union of their masks: 0 when they are apart, as they should be.")
+
+
+class JobReport(BaseModel):
+    """What a job measures without drawing an image (a full evaluation is `attencraft eval`)."""
+
+    job_id: str
+    status: JobStatus
+    method: Method
+    masks_source: MasksSource
+    steps_trained: int = Field(description="Steps with a loss record so far.")
+    total_steps: int
+    concepts: list[ConceptReport]
+    mask_overlaps: list[MaskOverlap] = Field(description="Every pair of concepts whose masks are known.")
+    loss_curve: list[LossPoint] = Field(
+        description="All steps' mean losses in at most 20 equal stretches of the training (every step: /losses)."
+    )
+
+
 class GenerationList(BaseModel):
     job_id: str
     items: list[GenerationOut] = Field(description="The job's generations, newest first.")

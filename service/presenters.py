@@ -58,7 +58,7 @@ def _mask_url(concept: Concept, signer: UrlSigner | None) -> str | None:
     return signer.url(key) if key and signer else None
 
 
-def _masks_source(job: Job, options: JobOptions) -> MasksSource:
+def masks_source(job: Job, options: JobOptions) -> MasksSource:
     if options.method in METHODS_WITHOUT_MASKS:
         return MasksSource.NONE
     return MasksSource.UPLOADED if any(c.user_mask_key for c in job.concepts) else MasksSource.ATTENTION
@@ -86,7 +86,7 @@ def job_out(job: Job, signer: UrlSigner | None) -> JobOut:
         image_url=signer.url(job.image_key) if signer else None,
         options=options,
         recipe=RecipeOut.model_validate(options.recipe().as_dict()),
-        masks_source=_masks_source(job, options),
+        masks_source=masks_source(job, options),
         webhook_url=job.webhook_url,
         stage_timings={stage: _stage_timing(timing) for stage, timing in job.stage_timings.items()},
         error=_error(job.error_code, job.error_message),

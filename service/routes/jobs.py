@@ -12,12 +12,21 @@ from attencraft_contract import rules
 from attencraft_contract.images import check_image, check_masks, mask_as_png
 from attencraft_contract.limits import MAX_CONCEPTS, MAX_WEBHOOK_URL_CHARS, MIN_CONCEPTS
 from attencraft_contract.methods import check_masks_allowed
-from attencraft_contract.models import ArtifactList, ExportFormat, JobListQuery, JobOut, JobPage, LossHistory
+from attencraft_contract.models import (
+    ArtifactList,
+    ExportFormat,
+    JobListQuery,
+    JobOut,
+    JobPage,
+    JobReport,
+    LossHistory,
+)
 from service.deps import CurrentTenant, QueueDep, SessionDep, SessionReleasingRoute, SettingsDep, StoreDep, UrlSignerDep
 from service.errors import QUEUE_UNAVAILABLE, QUEUE_UNAVAILABLE_MESSAGE, Conflict, ServiceUnavailable
 from service.event_log import loss_history
 from service.event_stream import EVENT_STREAM_RESPONSES, EventStreamResponse, LastEventId, event_stream
 from service.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, IdempotentRequest, commit_once, stream_sha256
+from service.job_report import job_report
 from service.models import Job, JobStatus, new_id
 from service.presenters import UrlSigner, artifact_list, job_out
 from service.queue import QueueUnavailable
@@ -220,6 +229,20 @@ def stream_job_events(
 def read_loss_history(job_id: str, tenant: CurrentTenant, session: SessionDep) -> LossHistory:
     job = get_job(session, tenant.id, job_id)
     return LossHistory(job_id=job.id, items=loss_history(session, job.id))
+
+
+@router.get(
+    "/{job_id}/report",
+    summary="A job's measures that need no generation: mask areas and overlaps, sampling ratios, loss curves",
+    description="Per concept: the share of the input its mask covers, its sampling ratio, how many steps trained it "
+    "alone and the losses of those steps; every pair of masks' IoU (0 when the concepts are apart); the job's loss "
+    "curve in at most 20 stretches. A running job reports what it has so far. Scores of generated images are "
+    "`attencraft eval`'s.",
+    responses=problem_responses(401, 404),
+)
+def read_job_report(job_id: str, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobReport:
+    job = get_job(session, tenant.id, job_id)
+    return job_report(job, loss_history(session, job.id), store.read_bytes)
 
 
 @router.post(

@@ -129,6 +129,25 @@ def test_generate_and_download(server: Server, trained: Trained, tmp_path: Path)
     assert hashlib.sha256((tmp_path / "artifacts" / "weights.safetensors").read_bytes()).hexdigest() == weights.sha256
 
 
+def test_the_report_of_a_finished_job(server: Server, trained: Trained, tmp_path: Path, capsys) -> None:
+    with Client(server.url, server.key) as client:
+        report = client.report(trained.job_id)
+        metadata = next(item for item in client.artifacts(trained.job_id).items if item.name == "metadata")
+        areas = json.loads(client.download_artifact(metadata, tmp_path).read_text())["mask_area_fractions"]
+    assert (report.status, report.steps_trained, report.total_steps) == (JobStatus.SUCCEEDED, 2, 2)
+    # The core's mask areas (on its grid) are what the stored mask PNGs cover.
+    assert [concept.mask_area for concept in report.concepts] == pytest.approx(areas, abs=0.01)
+    assert [overlap.concepts for overlap in report.mask_overlaps] == [["ball", "box"]]
+    assert sum(point.steps for point in report.loss_curve) == 2
+    assert sum(concept.single_steps for concept in report.concepts) <= 2
+
+    assert main(["jobs", "report", trained.job_id, "--server", server.url, "--key", server.key]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Job {trained.job_id} succeeded, attencraft, 2/2 steps, masks: attention"
+    assert lines[1].split()[:3] == ["<ball>", "mask", f"{areas[0]:.2%}"]
+    assert lines[-1].startswith("  all steps: L_rec ")
+
+
 def test_problems_are_typed_exceptions(server: Server, photo: Path) -> None:
     with Client(server.url, server.key) as client:
         with pytest.raises(ApiError) as missing:
@@ -178,6 +197,7 @@ def test_the_async_client(server: Server, photo: Path, trained: Trained) -> None
             waiting = await client.create_job(photo, ["ball", "box"], steps=2000)  # queued behind the first
             assert (await waiting.cancel()).status == JobStatus.CANCELED
             assert (await running.wait(timeout_s=300)).status == JobStatus.SUCCEEDED
+            assert (await client.report(trained.job_id)).steps_trained == TRAIN_STEPS
             generation = await client.generate(trained.job_id, "a <ball>", steps=1, width=64, height=64)
             assert generation.images[0].startswith(b"\x89PNG")
             with pytest.raises(ApiError) as missing:
