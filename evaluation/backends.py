@@ -33,7 +33,6 @@ class LocalBackend:
         return self._model
 
     def train(self, cell: Cell, settings: GridSettings) -> Trained:
-        from attencraft_contract.methods import build_recipe
         from attencraft_core.config import TrainingConfig
         from attencraft_core.images import mask_images
         from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
@@ -43,7 +42,7 @@ class LocalBackend:
             on_weights=lambda step, weights: checkpoints.append((step, weights)),
             weights_every=settings.curve_every,
         )
-        config = TrainingConfig(recipe=build_recipe(cell.method, steps=settings.steps), seed=cell.seed)
+        config = TrainingConfig(recipe=settings.recipe(cell.method), seed=cell.seed)
         concept_set = learn_concepts(
             self.model,
             cell.image.image,
@@ -98,7 +97,13 @@ class ServiceBackend:
 
     def train(self, cell: Cell, settings: GridSettings) -> Trained:
         job = self.client.create_job(
-            _png(cell.image.image), cell.image.concepts, steps=settings.steps, seed=cell.seed, method=cell.method
+            _png(cell.image.image),
+            cell.image.concepts,
+            steps=settings.steps,
+            seed=cell.seed,
+            method=cell.method,
+            preset=settings.preset,
+            prior_preservation=settings.prior_preservation,
         ).wait()
         if job.status != JobStatus.SUCCEEDED:
             error = job.data.error

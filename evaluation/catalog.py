@@ -24,8 +24,11 @@ PAPER_METRICS = (
 CLIP_METRICS = ("clip_i_single", "clip_i_group", "clip_t_single", "clip_t_group", "clip_i_sync")
 DINO_METRICS = ("dino_single", "dino_group")
 # The toy world's measures with ground truth (toyworld/measures.py), for toy scenes only.
-TOY_METRICS = ("mask_iou", "identity", "leakage", "sync")
+TOY_METRICS = ("mask_iou", "identity", "leakage", "sync", "group_identity", "size_ratio")
 LOWER_IS_BETTER = frozenset({"clip_i_sync", "leakage", "sync"})
+BEST_AT_ONE = frozenset({"size_ratio"})  # drawn size / true size: 1 is right, above or below is wrong
+# Measures where a cell that could not train scores 0 (it draws nothing right); report.json also gives them so.
+FAILED_COUNTS_AS_ZERO = ("mask_iou", "identity", "group_identity")
 
 # One bar chart per family.
 FAMILIES = {
@@ -33,7 +36,8 @@ FAMILIES = {
     "clip_t": ("clip_t_single", "clip_t_group"),
     "dino": ("dino_single", "dino_group"),
     "clip_i_sync": ("clip_i_sync",),
-    "toy": TOY_METRICS,
+    "toy": ("mask_iou", "identity", "group_identity", "leakage", "sync"),
+    "size_ratio": ("size_ratio",),
 }
 
 

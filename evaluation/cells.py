@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from attencraft_contract.methods import Recipe, build_recipe
 from attencraft_core.errors import ConceptNotLocalizedError
 from evaluation.catalog import CLIP_METRICS, DEFAULT_CLIP, DEFAULT_DINO, DINO_METRICS, PAPER_METRICS, TOY_METRICS
 from evaluation.datasets import EvalImage
@@ -36,6 +37,8 @@ class GridSettings:
 
     model: str = "tiny"
     steps: int | None = None  # None: each method's recipe
+    preset: str = "attencraft_comparison"  # attencraft_contract.methods.Preset
+    prior_preservation: bool | None = None  # None: each method's own
     prompts: PromptSet = field(default_factory=PromptSet)
     images_per_prompt: int = 10
     sampling_steps: int = 50  # the paper's protocol: PNDM, 50 steps, guidance 7.5
@@ -53,6 +56,10 @@ class GridSettings:
     @property
     def needs_dino(self) -> bool:
         return any(name in DINO_METRICS for name in self.metrics)
+
+    def recipe(self, method: str) -> Recipe:
+        """The recipe a cell of `method` trains with (an InputError for a combination the method refuses)."""
+        return build_recipe(method, self.preset, steps=self.steps, prior_preservation=self.prior_preservation)
 
     def described(self) -> dict[str, Any]:
         """The settings as JSON, the encoders only where a chosen metric uses them."""

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from attencraft_core.images import mask_overlay
-from evaluation.catalog import FAMILIES, LOWER_IS_BETTER
+from evaluation.catalog import BEST_AT_ONE, FAILED_COUNTS_AS_ZERO, FAMILIES, LOWER_IS_BETTER
+from evaluation.cells import GridSettings
 
 CURVE_MEASURES = ("clip_i", "dino", "identity")  # the first one a cell's curve has is drawn, per concept
 THUMBNAIL = 1.3  # inches per sample in a grid
@@ -33,45 +34,78 @@ def summary(values: Sequence[float]) -> dict[str, float | int]:
     }
 
 
+def _figures(cells: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
+    figures = {}
+    for name in metrics:
+        values = [cell["metrics"][name] for cell in cells if name in cell["metrics"]]
+        if values:
+            figures[name] = summary(values)
+    return figures
+
+
 def aggregate(results: Sequence[dict[str, Any]], methods: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
-    """{METHOD: {"metrics": {NAME: {"mean", "std", "n"}}, "cells": count, "seconds": mean per stage}}."""
+    """{METHOD: {"metrics": {NAME: {"mean", "std", "n"}} over the cells that ran, "failed_as_zero": the same with
+    each failed cell counted as 0 (FAILED_COUNTS_AS_ZERO), "common_cells": over the (image, seed) cells every
+    method ran (several methods only), "cells": count, "failed": count, "seconds_per_cell": mean per stage}}."""
+    failed_somewhere = {(cell["image"], cell["seed"]) for cell in results if "error" in cell}
+    zero_when_failed = [name for name in metrics if name in FAILED_COUNTS_AS_ZERO]
     aggregated = {}
     for method in methods:
         cells = [result for result in results if result["method"] == method]
-        figures = {}
-        for name in metrics:
-            values = [cell["metrics"][name] for cell in cells if name in cell["metrics"]]
-            if values:
-                figures[name] = summary(values)
+        failed = sum("error" in cell for cell in cells)
         stages = list(dict.fromkeys(stage for cell in cells for stage in cell["seconds"]))  # in the cells' order
         seconds = {stage: statistics.fmean(cell["seconds"].get(stage, 0.0) for cell in cells) for stage in stages}
-        failed = sum("error" in cell for cell in cells)
-        aggregated[method] = {"metrics": figures, "cells": len(cells), "failed": failed, "seconds_per_cell": seconds}
+        zeroed = [cell if "error" not in cell else {"metrics": dict.fromkeys(zero_when_failed, 0.0)} for cell in cells]
+        common = [cell for cell in cells if (cell["image"], cell["seed"]) not in failed_somewhere]
+        aggregated[method] = {
+            "metrics": _figures(cells, metrics),
+            "failed_as_zero": _figures(zeroed, zero_when_failed),
+            **({"common_cells": _figures(common, metrics)} if len(methods) > 1 else {}),
+            "cells": len(cells),
+            "failed": failed,
+            "seconds_per_cell": seconds,
+        }
     return aggregated
 
 
-def best_methods(aggregated: dict[str, Any], name: str) -> set[str]:
-    means = {method: entry["metrics"][name]["mean"] for method, entry in aggregated.items() if name in entry["metrics"]}
+def best_methods(aggregated: dict[str, Any], name: str, figures: str = "metrics") -> set[str]:
+    means = {method: entry[figures][name]["mean"] for method, entry in aggregated.items() if name in entry[figures]}
     if not means:
         return set()
+    if name in BEST_AT_ONE:
+        best = min(abs(mean - 1) for mean in means.values())
+        return {method for method, mean in means.items() if abs(mean - 1) == best}
     pick = min if name in LOWER_IS_BETTER else max
     best = pick(means.values())
     return {method for method, mean in means.items() if mean == best}
 
 
-def markdown_table(aggregated: dict[str, Any], metrics: Sequence[str]) -> str:
-    arrows = [f"{name} {'↓' if name in LOWER_IS_BETTER else '↑'}" for name in metrics]
-    lines = ["| method | " + " | ".join(arrows) + " |", "|---|" + "---:|" * len(metrics)]
-    best = {name: best_methods(aggregated, name) for name in metrics}
+def _arrow(name: str) -> str:
+    return "→1" if name in BEST_AT_ONE else "↓" if name in LOWER_IS_BETTER else "↑"
+
+
+def markdown_table(aggregated: dict[str, Any], metrics: Sequence[str], figures: str = "metrics") -> str:
+    """Method x metric, mean ± std of `figures` (an entry of aggregate's), best in bold; the main table (figures
+    "metrics") ends with each method's failed cells."""
+    failed_column = figures == "metrics"
+    lines = [
+        "| method | "
+        + " | ".join([f"{name} {_arrow(name)}" for name in metrics] + ["failed cells"] * failed_column)
+        + " |",
+        "|---|" + "---:|" * (len(metrics) + failed_column),
+    ]
+    best = {name: best_methods(aggregated, name, figures) for name in metrics}
     for method, entry in aggregated.items():
         cells = []
         for name in metrics:
-            figure = entry["metrics"].get(name)
+            figure = entry[figures].get(name)
             if figure is None:
                 cells.append("–")
                 continue
             text = f"{figure['mean']:.4f} ± {figure['std']:.4f}"
             cells.append(f"**{text}**" if method in best[name] and len(aggregated) > 1 else text)
+        if failed_column:
+            cells.append(f"{entry['failed']} of {entry['cells']}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -227,10 +261,17 @@ def write_report(
     metrics: Sequence[str],
     results: Sequence[dict[str, Any]],
     how: dict[str, Any],
+    settings: GridSettings,
 ) -> dict[str, Any]:
     """Write report.json, report.md and the plots; return the report."""
     aggregated = aggregate(results, methods, metrics)
-    report = {"dataset": dataset, "methods": aggregated, "cells": list(results)}
+    report = {
+        "dataset": dataset,
+        "how": how,
+        "settings": settings.described(),
+        "methods": {method: {"recipe": settings.recipe(method).as_dict(), **aggregated[method]} for method in methods},
+        "cells": list(results),
+    }
     (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
 
     plots = out / "plots"
@@ -242,7 +283,21 @@ def write_report(
         "Samples (rows: prompts, columns: seeds)": sample_grids(results, out, plots),
     }
     lines = [f"# Evaluation on {dataset}", "", markdown_table(aggregated, metrics), ""]
-    lines.append("Mean ± standard deviation over cells (one cell per image and seed); the best of each column in bold.")
+    lines.append(
+        "Mean ± standard deviation over the cells that ran (one cell per image and seed: with one seed, the spread "
+        "is job to job); the best of each column in bold (size_ratio: the closest to 1); failed cells are left out."
+    )
+    if any(entry["failed"] for entry in aggregated.values()):
+        zeroed = [name for name in metrics if name in FAILED_COUNTS_AS_ZERO]
+        if zeroed:
+            lines += ["", "Counting each failed cell as 0:", "", markdown_table(aggregated, zeroed, "failed_as_zero")]
+        if len(methods) > 1:
+            lines += [
+                "",
+                "Only the images and seeds every method ran:",
+                "",
+                markdown_table(aggregated, metrics, "common_cells"),
+            ]
     lines += ["", "## How it was run", ""]
     lines += [f"- {key}: {value}" for key, value in how.items()]
     lines += ["", "Seconds per cell (mean):", ""]

@@ -52,6 +52,7 @@ CASES = {
     "missing encoder folder": (["{data}", "--clip", "{data}/no-clip"], "--clip {data}/no-clip is not a model folder"),
     "bad prompt file": (["{data}", "--prompt-file", "{data}/cat_dog.png"], "Cannot read the prompt file"),
     "unknown model": (["{data}", "--model", "nope"], "is neither a built-in model"),
+    "unknown preset": (["{data}", "--preset", "paper"], "argument --preset: invalid choice: 'paper'"),
     "service without key": (["{data}", "--service", CLOSED_PORT_URL], "Give an API key"),
 }
 
@@ -98,5 +99,12 @@ def test_eval_is_listed_with_its_defaults(tmp_path):
         [sys.executable, "-m", "attencraft_cli.main", "eval", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0
-    for text in ("openai/clip-vit-large-patch14", "facebook/dinov2-base", "--service", "--images-per-prompt"):
+    for text in (
+        "openai/clip-vit-large-patch14",
+        "facebook/dinov2-base",
+        "--service",
+        "--images-per-prompt",
+        "--preset {attencraft_comparison,official}",
+        "--no-prior-preservation",
+    ):
         assert text in result.stdout
