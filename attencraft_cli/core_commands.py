@@ -154,6 +154,9 @@ def run_train(arguments: argparse.Namespace) -> int:
             bar.update(1)
 
     def on_step(record: Any, total: int) -> None:
+        stage = config.recipe.stage_progress(record.step)
+        if stage["count"] > 1:  # Break-a-Scene: "training identifiers (1/2)", then "training identifiers+kv (2/2)"
+            bar.set_description(f"training {stage['name']} ({stage['number']}/{stage['count']})")
         bar.update(1)
         bar.set_postfix(loss=f"{record.loss:.4f}")
 

@@ -77,6 +77,13 @@ def check_masks_allowed(method: Method, mask_count: int) -> None:
 DEFAULT_OMEGA = 0.3  # paper Sec. IV-A
 
 
+class StageName(enum.StrEnum):
+    """What a stage trains, as progress reports name it."""
+
+    IDENTIFIERS = "identifiers"  # the identifier vectors alone (Break-a-Scene's first stage)
+    IDENTIFIERS_AND_KV = "identifiers+kv"  # the identifier vectors and W_k, W_v of every cross-attention layer
+
+
 @dataclass(frozen=True)
 class StageRecipe:
     """One stage of training: identifiers always train; K/V of every cross-attention layer only if `trains_kv`."""
@@ -84,6 +91,10 @@ class StageRecipe:
     steps: int
     learning_rate: float
     trains_kv: bool
+
+    @property
+    def name(self) -> StageName:
+        return StageName.IDENTIFIERS_AND_KV if self.trains_kv else StageName.IDENTIFIERS
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,10 @@ class Recipe:
     prior_preservation: bool
     prior_images: int  # class images generated per prior prompt
     prior_weight: float  # λ_prior
+    # No gradient into W_k, W_v through the start-of-text position (Custom Diffusion's code and the codes built on it,
+    # BASELINES §1.2); forward values are unchanged.
+    detach_sot_kv: bool
+    hflip: bool  # each step mirrors the photo (and its masks) with probability 0.5
     ratios: Ratios = Ratios.ADAPTIVE
     multi_concept_loss: MultiConceptLoss = MultiConceptLoss.ATTENTION
     omega: float = DEFAULT_OMEGA  # probability of a multi-concept step (AttenCraft only)
@@ -116,10 +131,18 @@ class Recipe:
                 return index
         return len(self.stages) - 1
 
+    def stage_progress(self, step: int) -> dict[str, Any]:
+        """The stage of step `step` (1-based, as progress counts), for progress reports:
+        {"name": "identifiers", "number": 1, "count": 2}."""
+        index = self.stage_at(step - 1)
+        return {"name": self.stages[index].name.value, "number": index + 1, "count": len(self.stages)}
+
     def as_dict(self) -> dict[str, Any]:
         """The effective hyper-parameters, JSON-ready (job resource, artifact metadata)."""
         values = asdict(self)
         values["steps"] = self.steps
+        for stage, shown in zip(self.stages, values["stages"], strict=True):
+            shown["name"] = stage.name.value
         if self.method != Method.ATTENCRAFT:
             for switch in ABLATION_SWITCHES:
                 del values[switch]
@@ -143,12 +166,17 @@ def _attencraft(preset: Preset) -> Recipe:
         prior_preservation=False,
         prior_images=100,
         prior_weight=1.0,
+        detach_sot_kv=False,  # not among the codes BASELINES §1.2 names as inheriting it
+        hflip=False,  # the paper and train.sh flip nothing
     )
 
 
 def _custom_diffusion(preset: Preset) -> Recipe:
     """BASELINES §1: [AC] 200 steps at lr 5e-5; official diffusers README 500 steps (multi-concept) at
-    1e-5 × batch 2 × 2 (scale_lr with prior) = 4e-5. Prior preservation on, 200 images, weight 1."""
+    1e-5 × batch 2 × 2 (scale_lr with prior) = 4e-5. Prior preservation on, 200 images, weight 1. <sot> K/V detached
+    in both (both official codes do it). Flip: the README's `--hflip` in `official`; [AC] states no augmentation,
+    so none in `attencraft_comparison`. The resize augmentation of both codes is not done in either preset
+    (BASELINES §1.3 Use: `augment=False`; our latent is encoded once)."""
     comparison = preset == Preset.ATTENCRAFT_COMPARISON
     return Recipe(
         method=Method.CUSTOM_DIFFUSION,
@@ -160,12 +188,16 @@ def _custom_diffusion(preset: Preset) -> Recipe:
         prior_preservation=True,
         prior_images=200,
         prior_weight=1.0,
+        detach_sot_kv=True,
+        hflip=not comparison,
     )
 
 
 def _disendiff(preset: Preset) -> Recipe:
     """BASELINES §2: 250 steps either way; lr 5e-5 in [AC], 8e-5 (1e-5 × accumulate 4 × batch 2) in the code.
-    Calibration weight 0.01 (code `IoU_alpha`; the paper's Eq. 6 has no weight: we follow the code)."""
+    Calibration weight 0.01 (code `IoU_alpha`; the paper's Eq. 6 has no weight: we follow the code). <sot> K/V
+    detached (inherited from Custom Diffusion's code, BASELINES §1.2). Flip p 0.5 in `official` (`flip_p`,
+    `src/finetune_data.py`, BASELINES §2.3); [AC] states none. Resize augmentation: not done, as for CD."""
     comparison = preset == Preset.ATTENCRAFT_COMPARISON
     return Recipe(
         method=Method.DISENDIFF,
@@ -177,13 +209,16 @@ def _disendiff(preset: Preset) -> Recipe:
         prior_preservation=True,
         prior_images=200,
         prior_weight=1.0,
+        detach_sot_kv=True,
+        hflip=not comparison,
     )
 
 
 def _textual_localization(method: Method, preset: Preset) -> Recipe:
     """BASELINES §3: [AC] did not run TL; `attencraft_comparison` puts it on the others' footing (300 steps,
     lr 5e-5), `official` follows the scripts (800 steps, 1e-5 × 3 × 2 = 6e-5). δ = λ = 1; "sks" init in both
-    (the method's own init; [AC] states none for TL)."""
+    (the method's own init; [AC] states none for TL). <sot> K/V detached (its custom-diffusion attention processors,
+    BASELINES §1.2); no flip and no augmentation (`--noaug`, the flip transform commented out: BASELINES §3.3)."""
     comparison = preset == Preset.ATTENCRAFT_COMPARISON
     return Recipe(
         method=method,
@@ -195,13 +230,18 @@ def _textual_localization(method: Method, preset: Preset) -> Recipe:
         prior_preservation=True,
         prior_images=200,
         prior_weight=1.0,
+        detach_sot_kv=True,
+        hflip=False,
     )
 
 
 def _break_a_scene(preset: Preset) -> Recipe:
     """BASELINES §4: [AC] ran 400 steps of embeddings at 5e-4, then 200 of embeddings + K/V at 5e-5 (the PEFT
     variant); the official code runs 400 + 400 at 5e-4 then 2e-6. Its phase 2 trains the whole UNet and text
-    encoder: we train embeddings + K/V in both presets so the artifact stays complete (recorded as the recipe)."""
+    encoder: we train embeddings + K/V in both presets so the artifact stays complete (recorded as the recipe).
+    Photo and masks mirrored together with probability 0.5 in both presets (`train.py`'s dataset, BASELINES §4.3;
+    [AC] ran the official BAS data pipeline). <sot> K/V not detached: BASELINES §1.2 names only CD, DisenDiff and
+    TL; [AC]'s variant borrows TL's PEFT code, which may detach it, but [AC] does not say so."""
     comparison = preset == Preset.ATTENCRAFT_COMPARISON
     second = StageRecipe(steps=200, learning_rate=5e-5, trains_kv=True)
     if not comparison:
@@ -216,6 +256,8 @@ def _break_a_scene(preset: Preset) -> Recipe:
         prior_preservation=True,
         prior_images=100,
         prior_weight=1.0,
+        detach_sot_kv=False,
+        hflip=True,
     )
 
 

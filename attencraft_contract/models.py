@@ -21,7 +21,7 @@ from attencraft_contract.limits import (
     MAX_STEPS,
     MIN_IMAGE_SIDE,
 )
-from attencraft_contract.methods import Method, MultiConceptLoss, Preset, Ratios, Recipe, build_recipe
+from attencraft_contract.methods import Method, MultiConceptLoss, Preset, Ratios, Recipe, StageName, build_recipe
 
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # unpadded base64url
 TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # no control characters but tabs and line breaks
@@ -139,6 +139,7 @@ class MasksSource(enum.StrEnum):
 
 
 class StageOut(BaseModel):
+    name: StageName = Field(description="What the stage trains: `identifiers` or `identifiers+kv`.")
     steps: int
     learning_rate: float
     trains_kv: bool = Field(description="Whether W_k, W_v train in this stage (the identifiers always do).")
@@ -157,6 +158,8 @@ class RecipeOut(BaseModel):
     prior_preservation: bool
     prior_images: int
     prior_weight: float
+    detach_sot_kv: bool = Field(description="No gradient into W_k, W_v through the start-of-text position.")
+    hflip: bool = Field(description="Each step mirrors the photo and its masks with probability 0.5.")
     ratios: Ratios | None = Field(default=None, description="AttenCraft only.")
     multi_concept_loss: MultiConceptLoss | None = Field(default=None, description="AttenCraft only.")
     omega: float | None = Field(default=None, description="AttenCraft only.")
@@ -361,7 +364,8 @@ class EventType(enum.StrEnum):
     """The `event:` field of GET /jobs/{id}/events and GET /generations/{id}/events; `data:` is a JSON object."""
 
     STATUS = "status"  # {"status"}: the job entered a stage (or was requeued); a generation started
-    PROGRESS = "progress"  # {"status", "step", "total", "eta_seconds", "losses": [LossRecord, ...]}
+    # {"status", "step", "total", "training_stage": {"name", "number", "count"}, "eta_seconds", "losses": [LossRecord]}
+    PROGRESS = "progress"
     MASKS = "masks"  # {"count"}: the concepts' masks are stored (their URLs: GET /jobs/{id})
     HEATMAPS = "heatmaps"  # {"count"}: heatmap_<i>_before/after are stored (GET /jobs/{id}/artifacts)
     RATIOS = "ratios"  # {"ratios": [float, ...]}: the sampling ratios, in concept order

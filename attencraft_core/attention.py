@@ -6,6 +6,11 @@ it wants: a property of the base model (``AttentionGrids``; Stable Diffusion: la
 32x32 at 512 px). Layers are chosen by the number of query positions, never by name, so any SD-shaped UNet works.
 Only those layers compute an explicit softmax, in fp32 whatever the autocast; every other call, and every call
 outside a recording, uses scaled_dot_product_attention.
+
+The recorder is the one state all the processors share, so it also carries the one training switch they read:
+``detaching_sot_kv`` (Custom Diffusion's code and those built on it, BASELINES §1.2) computes the key and value of
+the first prompt position (<sot>) from a detached copy in every cross-attention, so no gradient reaches W_k, W_v
+through it; forward values are unchanged.
 """
 
 from collections.abc import Iterator
@@ -49,6 +54,17 @@ class _Recording:
 class AttentionRecorder:
     def __init__(self) -> None:
         self._recording: _Recording | None = None
+        self.detach_sot_kv = False
+
+    @contextmanager
+    def detaching_sot_kv(self, enabled: bool = True) -> Iterator[None]:
+        """While active (and `enabled`), cross-attention keys and values of prompt position 0 carry no gradient."""
+        saved = self.detach_sot_kv
+        self.detach_sot_kv = enabled
+        try:
+            yield
+        finally:
+            self.detach_sot_kv = saved
 
     @contextmanager
     def record(
@@ -187,6 +203,9 @@ class RecordingAttnProcessor:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key = attn.to_k(encoder_hidden_states)
         value = attn.to_v(encoder_hidden_states)
+        if is_cross and self.recorder.detach_sot_kv:
+            key = torch.cat([key[:, :1].detach(), key[:, 1:]], dim=1)
+            value = torch.cat([value[:, :1].detach(), value[:, 1:]], dim=1)
 
         head_dim = key.shape[-1] // attn.heads
         query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, Lq, d)

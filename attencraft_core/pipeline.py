@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from attencraft_contract import rules
 from attencraft_contract.errors import InputError
@@ -312,7 +312,8 @@ def learn_concepts(
     words = initializer_words(concepts, recipe.token_init)
     first_subtoken = recipe.token_init == TokenInit.FIRST_SUBTOKEN
     identifiers = torch.stack([model.initial_identifier(word, first_subtoken=first_subtoken) for word in words])
-    trainer = Trainer(model, method, latents, identifiers, config, prior)
+    mirrored = model.encode_image(ImageOps.mirror(prepared)) if recipe.hflip else None
+    trainer = Trainer(model, method, latents, identifiers, config, prior, mirrored_latents=mirrored)
     try:
         if resume is not None:
             trainer.load_checkpoint(resume)

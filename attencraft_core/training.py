@@ -5,6 +5,8 @@ preservation, one or more class images' latents) is noised at a random timestep;
 cross-attention the method's loss reads (SDPA everywhere else); the method's loss is back-propagated into the
 stage's trainable parameters (the N identifier vectors, and W_k, W_v of every cross-attention layer when the stage
 says so); gradients are clipped and AdamW steps. A new stage starts with a fresh AdamW at its own learning rate.
+Where the recipe says so, a step trains on the mirrored photo (and the method reads its masks mirrored) with
+probability 0.5, and no gradient reaches W_k, W_v through the <sot> position.
 Everything else of the base model stays frozen and is restored bit-identically at the end.
 """
 
@@ -85,14 +87,18 @@ class Trainer:
         config: TrainingConfig,
         prior: PriorImages | None = None,
         *,
+        mirrored_latents: torch.Tensor | None = None,
         seed_offset: int = 2,
     ) -> None:
-        """latents: (1, 4, h, w); initial_identifiers: (N, D)."""
+        """latents: (1, 4, h, w) of the photo; mirrored_latents: those of the photo mirrored left-right, needed when
+        the recipe flips; initial_identifiers: (N, D)."""
+        if config.recipe.hflip and mirrored_latents is None:
+            raise ValueError("a recipe that flips the photo needs the mirrored photo's latents")
         self.model = model
         self.method = method
         self.config = config
         self.recipe = config.recipe
-        self.latents = latents
+        self.latents = {False: latents, True: mirrored_latents}
         self.scheduler = noise_scheduler(model)
         self.generator = torch.Generator().manual_seed(config.seed + seed_offset)
         self.step_count = 0
@@ -154,8 +160,9 @@ class Trainer:
         if stage != self.stage:
             self._enter_stage(stage)
         subset = self.method.draw_subset(self.generator)
+        flipped = self.recipe.hflip and torch.rand((), generator=self.generator).item() < 0.5
         input_ids, positions = self._prompt(subset)
-        items = [self._noise(self.latents)]
+        items = [self._noise(self.latents[flipped])]
         draws: list[tuple[int, int]] = []
         if self.prior is not None:
             draws = self.method.prior_draws(self.step_count, len(self.prior.latents), self.prior.latents[0].shape[0])
@@ -167,7 +174,7 @@ class Trainer:
         recording = (
             model.recorder.record(model.attention_grids, positions, cross_grids=grids) if grids else nullcontext()
         )
-        with model.autocast(), recording:
+        with model.autocast(), recording, model.recorder.detaching_sot_kv(self.recipe.detach_sot_kv):
             text_states = model.encode_prompt_ids(input_ids)  # (1, 77, D)
             if draws:
                 text_states = torch.cat([text_states, self._prior_states[[p for p, _ in draws]]])
@@ -177,6 +184,7 @@ class Trainer:
         terms = self.method.loss(
             StepInputs(
                 subset=subset,
+                flipped=flipped,
                 prediction=prediction[:1],
                 target=targets[:1],
                 prior_prediction=prediction[1:] if draws else None,

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 
 import torch
+from PIL import ImageOps
 
 from attencraft_cli.sample_photo import two_object_photo
 from attencraft_contract.methods import Method, build_recipe
@@ -43,7 +44,7 @@ def halves(model: BaseModel) -> torch.Tensor:
     return masks
 
 
-def trainer_for(model: BaseModel, method: Method, latents: torch.Tensor) -> Trainer:
+def trainer_for(model: BaseModel, method: Method, latents: torch.Tensor, mirrored: torch.Tensor) -> Trainer:
     recipe = build_recipe(method)
     context = MethodContext(
         class_names=["cat", "dog"],
@@ -65,7 +66,8 @@ def trainer_for(model: BaseModel, method: Method, latents: torch.Tensor) -> Trai
     identifiers = torch.stack([model.initial_identifier(word) for word in ("cat", "dog")])
     # Break-a-Scene's first stage trains no K/V: time its second stage, the one that does (stage 1 is cheaper).
     recipe = replace(recipe, stages=recipe.stages[-1:])
-    return Trainer(model, training_method, latents, identifiers, TrainingConfig(recipe=recipe), prior)
+    config = TrainingConfig(recipe=recipe)
+    return Trainer(model, training_method, latents, identifiers, config, prior, mirrored_latents=mirrored)
 
 
 def main() -> None:
@@ -77,11 +79,13 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = load_base_model(arguments.model, device=arguments.device)
-    latents = model.encode_image(two_object_photo(model.resolution))
+    photo = two_object_photo(model.resolution)
+    latents = model.encode_image(photo)
+    mirrored = model.encode_image(ImageOps.mirror(photo))  # for the recipes that flip (Break-a-Scene)
     times: dict[Method, list[float]] = {method: [] for method in Method}
     for repetition in range(arguments.steps + 1):  # the first round is a warm-up
         for method in Method:
-            trainer = trainer_for(model, method, latents)
+            trainer = trainer_for(model, method, latents, mirrored)
             try:
                 synchronize(model)
                 started = time.perf_counter()

@@ -241,8 +241,10 @@ def record_progress(
     total: int,
     eta_seconds: float | None,
     losses: list[dict[str, Any]],
+    training_stage: dict[str, Any],
 ) -> bool:
-    """The step reached, and the losses of the steps since the last report, as one progress event."""
+    """The step reached, its training stage (Recipe.stage_progress), and the losses of the steps since the last
+    report, as one progress event."""
     recorded = _transition(
         session,
         job_id,
@@ -254,7 +256,13 @@ def record_progress(
         heartbeat_at=utc_now(),
     )
     if recorded:
-        progress = {"step": step, "total": total, "eta_seconds": eta_seconds, "losses": losses}
+        progress = {
+            "step": step,
+            "total": total,
+            "training_stage": training_stage,
+            "eta_seconds": eta_seconds,
+            "losses": losses,
+        }
         append_job_event(session, job_id, EventType.PROGRESS, {"status": JobStatus.TRAINING.value} | progress)
     return recorded
 

@@ -162,6 +162,7 @@ class JobReporter:
                 total=total,
                 eta_seconds=eta_seconds,
                 losses=self._unreported_losses,
+                training_stage=self.job.config.recipe.stage_progress(record.step),
             )
             session.commit()
         self._unreported_losses = []

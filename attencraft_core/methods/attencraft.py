@@ -12,7 +12,15 @@ import torch
 
 from attencraft_contract.methods import MultiConceptLoss, Recipe
 from attencraft_core.masks import resize_masks
-from attencraft_core.methods.base import Grid, LossTerms, MethodContext, StepInputs, TrainingMethod, prior_loss
+from attencraft_core.methods.base import (
+    Grid,
+    LossTerms,
+    MethodContext,
+    StepInputs,
+    TrainingMethod,
+    both_orientations,
+    prior_loss,
+)
 
 
 def concept_prompt(tokens: list[str], subset: tuple[int, ...]) -> str:
@@ -62,8 +70,9 @@ class AttenCraft(TrainingMethod):
         """probabilities: (N,) p_i = r_i / Σ_j r_j of drawing concept i alone (Eq. 6, or an ablation of it)."""
         super().__init__(recipe, context)
         self.probabilities = probabilities.float().cpu()
-        self.latent_masks = resize_masks(context.masks, context.latent_size).float()  # (N, h, w)
-        self.attention_masks = resize_masks(context.masks, context.cross_grid).float()  # (N, h', w')
+        masks = context.masks
+        self.latent_masks = both_orientations(masks, lambda m: resize_masks(m, context.latent_size).float())
+        self.attention_masks = both_orientations(masks, lambda m: resize_masks(m, context.cross_grid).float())
 
     def draw_subset(self, generator: torch.Generator) -> tuple[int, ...]:
         return draw_subset(self.probabilities, self.recipe.omega, generator)
@@ -81,8 +90,8 @@ class AttenCraft(TrainingMethod):
             step.prediction,
             step.target,
             step.maps[self.context.cross_grid],
-            self.latent_masks[index].to(device),
-            self.attention_masks[index].to(device),
+            self.latent_masks[step.flipped][index].to(device),
+            self.attention_masks[step.flipped][index].to(device),
             self.recipe.attention_weight,
             self.recipe.multi_concept_loss,
         )

@@ -6,6 +6,7 @@ come from the recipe's stages; the loop (attencraft_core.training) does everythi
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,7 @@ class StepInputs:
     """One step's UNet output, split into the instance item and the prior-preservation items."""
 
     subset: tuple[int, ...]
+    flipped: bool  # the step trained on the mirrored photo: masks are read mirrored too
     prediction: torch.Tensor  # (1, C, h, w) ŷ for the photo
     target: torch.Tensor  # (1, C, h, w) y = ε (or v)
     prior_prediction: torch.Tensor | None  # (P, C, h, w) for the class images, None without prior preservation
@@ -74,6 +76,12 @@ def prior_loss(step: StepInputs, weight: float) -> torch.Tensor:
 def nearest_masks(masks: torch.Tensor, size: Grid) -> torch.Tensor:
     """bool (N, H, W) -> float (N, h, w) by nearest neighbour (F.interpolate's default, as BAS resizes)."""
     return F.interpolate(masks.float()[None], size=size, mode="nearest")[0]
+
+
+def both_orientations(masks: torch.Tensor, derive: Callable[[torch.Tensor], torch.Tensor]) -> dict[bool, torch.Tensor]:
+    """{flipped: derive(masks as the step sees them)}: a step on the mirrored photo reads the masks mirrored
+    before any resize, as Break-a-Scene flips image and masks together (BASELINES §4.3)."""
+    return {False: derive(masks), True: derive(masks.flip(-1))}
 
 
 def bilinear_masks(masks: torch.Tensor, size: Grid) -> torch.Tensor:

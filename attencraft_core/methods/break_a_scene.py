@@ -11,8 +11,8 @@ k-subset in random order; the prompt is "a photo of V_a and V_b", no class word.
   L = L_rec + λ_prior·L_prior + L_attn, in both stages.
 Both resizes start from the mask at the finest resolution there is, as the code resizes the image-sized mask
 (BASELINES §5.4): an upload at the model's resolution, else the 32x32 attention mask, nearest neighbour.
-Class images default to the code's generic "a photo at the beach". Not followed: the random horizontal flip of image
-and masks (our latent is the photo's posterior mean, encoded once).
+Class images default to the code's generic "a photo at the beach". Each step mirrors photo and masks together with
+probability 0.5 (the recipe's hflip; the mirrored photo is encoded once too).
 """
 
 import torch
@@ -25,6 +25,7 @@ from attencraft_core.methods.base import (
     MethodContext,
     StepInputs,
     TrainingMethod,
+    both_orientations,
     nearest_masks,
     prior_loss,
 )
@@ -52,8 +53,9 @@ def attention_loss(maps: torch.Tensor, masks: torch.Tensor, weight: float) -> to
 class BreakAScene(TrainingMethod):
     def __init__(self, recipe: Recipe, context: MethodContext) -> None:
         super().__init__(recipe, context)
-        self.latent_masks = nearest_masks(context.finest_masks, context.latent_size)  # (N, h, w)
-        self.attention_masks = nearest_masks(context.finest_masks, context.cross_grid)  # (N, h', w')
+        masks = context.finest_masks
+        self.latent_masks = both_orientations(masks, lambda m: nearest_masks(m, context.latent_size))  # (N, h, w)
+        self.attention_masks = both_orientations(masks, lambda m: nearest_masks(m, context.cross_grid))  # (N, h', w')
 
     def draw_subset(self, generator: torch.Generator) -> tuple[int, ...]:
         return union_sample(self.count, generator)
@@ -70,10 +72,12 @@ class BreakAScene(TrainingMethod):
     def loss(self, step: StepInputs) -> LossTerms:
         index = list(step.subset)
         device = step.prediction.device
-        union = self.latent_masks[index].amax(dim=0).to(device)
+        union = self.latent_masks[step.flipped][index].amax(dim=0).to(device)
         reconstruction = masked_diffusion_loss(step.prediction, step.target, union)
         attention = attention_loss(
-            step.maps[self.context.cross_grid], self.attention_masks[index].to(device), self.recipe.attention_weight
+            step.maps[self.context.cross_grid],
+            self.attention_masks[step.flipped][index].to(device),
+            self.recipe.attention_weight,
         )
         total = reconstruction + prior_loss(step, self.recipe.prior_weight) + attention
         return LossTerms(total=total, reconstruction=reconstruction, attention=attention)

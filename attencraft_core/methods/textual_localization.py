@@ -27,6 +27,7 @@ from attencraft_core.methods.base import (
     StepInputs,
     TrainingMethod,
     bilinear_masks,
+    both_orientations,
     mean_squared_error,
     prior_loss,
 )
@@ -59,7 +60,7 @@ class TextualLocalization(TrainingMethod):
     def __init__(self, recipe: Recipe, context: MethodContext) -> None:
         super().__init__(recipe, context)
         self.soft = recipe.method == Method.TEXTUAL_LOCALIZATION_SOFT
-        self.targets = bilinear_masks(context.finest_masks, TARGET_SIZE)  # S_i, (N, 256, 256)
+        self.targets = both_orientations(context.finest_masks, lambda m: bilinear_masks(m, TARGET_SIZE))  # S_i
 
     def draw_subset(self, generator: torch.Generator) -> tuple[int, ...]:
         return tuple(range(self.count))  # every step: both concepts
@@ -77,7 +78,8 @@ class TextualLocalization(TrainingMethod):
 
     def loss(self, step: StepInputs) -> LossTerms:
         attention = localization_map(list(step.maps.values()))
-        guidance = localization_loss(attention, self.targets.to(attention.device), soft=self.soft)
+        targets = self.targets[step.flipped].to(attention.device)  # (N, 256, 256)
+        guidance = localization_loss(attention, targets, soft=self.soft)
         reconstruction = mean_squared_error(step.prediction, step.target)
         total = reconstruction + prior_loss(step, self.recipe.prior_weight) + self.recipe.attention_weight * guidance
         return LossTerms(total=total, reconstruction=reconstruction, attention=guidance)

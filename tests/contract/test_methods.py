@@ -75,6 +75,34 @@ def test_break_a_scene_runs_two_stages_with_their_own_learning_rates():
     assert [(s.steps, s.learning_rate) for s in official.stages] == [(400, 5e-4), (400, 2e-6)]
 
 
+@pytest.mark.parametrize(
+    ("method", "detached", "flips"),
+    [
+        ("attencraft", (False, False), (False, False)),
+        ("custom_diffusion", (True, True), (False, True)),  # official: the diffusers README's --hflip
+        ("disendiff", (True, True), (False, True)),  # official: flip_p 0.5
+        ("textual_localization_hard", (True, True), (False, False)),  # --noaug, flip commented out
+        ("break_a_scene", (False, False), (True, True)),  # photo and masks flipped together
+    ],
+)
+def test_each_recipe_detaches_sot_and_flips_as_baselines_says(method, detached, flips):
+    """BASELINES §1.2 (<sot> K/V detached in CD, DisenDiff, TL), §1.2/§2.3/§3.3/§4.3 (flips), per preset."""
+    recipes = [build_recipe(method, preset) for preset in ("attencraft_comparison", "official")]
+    assert tuple(recipe.detach_sot_kv for recipe in recipes) == detached
+    assert tuple(recipe.hflip for recipe in recipes) == flips
+
+
+def test_progress_names_break_a_scenes_stages():
+    recipe = build_recipe("break_a_scene", steps=3)
+    assert [recipe.stage_progress(step) for step in (1, 2, 3)] == [
+        {"name": "identifiers", "number": 1, "count": 2},
+        {"name": "identifiers", "number": 1, "count": 2},
+        {"name": "identifiers+kv", "number": 2, "count": 2},
+    ]
+    assert [stage["name"] for stage in recipe.as_dict()["stages"]] == ["identifiers", "identifiers+kv"]
+    assert build_recipe().stage_progress(1) == {"name": "identifiers+kv", "number": 1, "count": 1}
+
+
 def test_a_step_budget_keeps_the_stage_proportions():
     recipe = build_recipe("break_a_scene", steps=30)
     assert [stage.steps for stage in recipe.stages] == [20, 10]

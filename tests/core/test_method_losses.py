@@ -34,10 +34,11 @@ def _masks() -> torch.Tensor:
     return masks
 
 
-def _step(subset: tuple[int, ...], maps: dict, *, prior: bool) -> StepInputs:
+def _step(subset: tuple[int, ...], maps: dict, *, prior: bool, flipped: bool = False) -> StepInputs:
     generator = torch.Generator().manual_seed(7)
     return StepInputs(
         subset=subset,
+        flipped=flipped,
         prediction=torch.randn(1, 4, *LATENT, generator=generator),
         target=torch.randn(1, 4, *LATENT, generator=generator),
         prior_prediction=torch.randn(2, 4, *LATENT, generator=generator) if prior else None,
@@ -172,6 +173,19 @@ def test_break_a_scene_masked_diffusion_and_attention_terms():
     assert float(terms.reconstruction) == pytest.approx(reconstruction, rel=1e-6)
     assert float(terms.attention) == pytest.approx(attention, rel=1e-5)
     assert float(terms.total) == pytest.approx(expected, rel=1e-5)
+
+
+def test_break_a_scene_reads_its_masks_mirrored_before_resizing_on_a_mirrored_step():
+    maps = _random_maps(1, CROSS, seed=3)
+    method = create_method(build_recipe("break_a_scene"), _context(_masks()), None)
+    step = _step((0,), {CROSS: maps}, prior=False, flipped=True)
+    mirrored = _masks()[0].flip(-1).float()  # the photo and its masks mirrored together (BASELINES §4.3)
+    reconstruction = float(((step.prediction * mirrored - step.target * mirrored) ** 2).mean())
+    small = mirrored[::2, ::2]  # then nearest to 4x4: columns 0, 2, 4, 6 of the mirrored mask
+    attention = 0.01 * float(((small - maps[0] / maps[0].max()) ** 2).mean())
+    terms = method.loss(step)
+    assert float(terms.reconstruction) == pytest.approx(reconstruction, rel=1e-6)
+    assert float(terms.attention) == pytest.approx(attention, rel=1e-5)
 
 
 def test_break_a_scene_sums_the_attention_term_over_the_subset():

@@ -79,6 +79,17 @@ def test_train_and_generate_on_a_real_photo(tmp_path):
     train_then_generate(DATASETS / "cat_dog" / "image.jpg", ("cat", "dog"), tmp_path)
 
 
+@pytest.mark.slow
+def test_the_progress_bar_names_break_a_scenes_two_stages(tmp_path):
+    common = ["--concept", "cat", "--concept", "dog", "--steps", "3", "--no-prior-preservation"]
+    photo = str(saved_photo(tmp_path / "p.png"))
+    trained = attencraft(
+        "train", photo, *common, "--method", "break_a_scene", "--out", str(tmp_path / "bas"), cwd=tmp_path
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "training identifiers (1/2)" in trained.stderr and "training identifiers+kv (2/2)" in trained.stderr
+
+
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("learned")

@@ -64,8 +64,17 @@ def run_like_a_worker(engine: Engine, job_id: str) -> None:
         repository.enter_stage(session, job_id, JobStatus.TRAINING, {}, attempt=attempt)
         for step in (1, 2):
             losses = [{"step": step, "subset": ["cat"], **LOSS}]
+            stage = {"name": "identifiers+kv", "number": 1, "count": 1}
             repository.record_progress(
-                session, job_id, attempt, [], step=step, total=4, eta_seconds=2.0 / step, losses=losses
+                session,
+                job_id,
+                attempt,
+                [],
+                step=step,
+                total=4,
+                eta_seconds=2.0 / step,
+                losses=losses,
+                training_stage=stage,
             )
         repository.fail_job(session, job_id, "out_of_memory", "Too big.", attempt=attempt)
         session.commit()
@@ -99,6 +108,7 @@ def test_the_stream_replays_the_job_and_ends_with_its_terminal_state(client: Tes
         "status": "training",
         "step": 2,
         "total": 4,
+        "training_stage": {"name": "identifiers+kv", "number": 1, "count": 1},
         "eta_seconds": 1.0,
         "losses": [{"step": 2, "subset": ["cat"], **LOSS}],
     }

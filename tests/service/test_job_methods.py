@@ -16,7 +16,8 @@ def test_a_baseline_job_shows_its_method_and_effective_hyperparameters(client: T
     job = response.json()
     recipe = job["recipe"]
     assert (recipe["method"], recipe["preset"], recipe["steps"]) == ("custom_diffusion", "attencraft_comparison", 200)
-    assert recipe["stages"] == [{"steps": 200, "learning_rate": 5e-5, "trains_kv": True}]
+    assert recipe["stages"] == [{"name": "identifiers+kv", "steps": 200, "learning_rate": 5e-5, "trains_kv": True}]
+    assert (recipe["detach_sot_kv"], recipe["hflip"]) == (True, False)
     assert (recipe["prior_preservation"], recipe["prior_images"]) == (True, 20)
     assert recipe["prompt_expansion"] == "token+class"
     assert recipe["ratios"] is None and recipe["omega"] is None

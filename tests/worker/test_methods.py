@@ -11,6 +11,7 @@ import pytest
 from attencraft_core.artifacts import METADATA_FILE
 from attencraft_core.models import BaseModel
 from service.db import create_db_engine, create_session_factory
+from service.event_log import events_after
 from service.migrate import upgrade_to_head
 from service.models import Job, JobStatus
 from service.storage import LocalDirectoryStore
@@ -64,6 +65,18 @@ def test_each_methods_job_succeeds_records_its_recipe_and_generates(jobs, tiny_m
     generation_id = trained.queue(job_id, prompt="a <ball> next to a <box>")
     _runner(trained, tiny_model).run(generation_id)
     assert len(trained.images(generation_id)) == 2
+
+
+def test_break_a_scenes_progress_names_its_two_stages(jobs) -> None:
+    """Two steps: one in each stage; the first and the last step are always reported."""
+    trained, facts = jobs
+    with trained.sessions() as session:
+        events = events_after(session, facts["ids"]["break_a_scene"], 0)
+        stages = [(event.data["step"], event.data["training_stage"]) for event in events if event.type == "progress"]
+    assert stages == [
+        (1, {"name": "identifiers", "number": 1, "count": 2}),
+        (2, {"name": "identifiers+kv", "number": 2, "count": 2}),
+    ]
 
 
 def test_class_images_are_stored_once_and_reused_by_later_jobs(jobs) -> None:
