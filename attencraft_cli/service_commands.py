@@ -327,8 +327,8 @@ class EmbeddedService:
 
 @contextmanager
 def data_dir_lock(settings: Settings) -> Iterator[None]:
-    """Own the data directory while serving from it: a second embedded server on it would fail the first one's
-    running jobs as interrupted and run its queued ones twice. Taken before anything is written there."""
+    """Own the data directory while serving from it: a second embedded server on it would take the first one's
+    running jobs for interrupted and run them, and its queued ones, twice. Taken before anything is written there."""
     import fcntl
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)

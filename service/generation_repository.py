@@ -1,9 +1,10 @@
 """Reads and conditional writes of generations: the concept-set checks of POST /generate, then the worker's claims."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from attencraft_contract.models import EventType
@@ -11,6 +12,8 @@ from service.errors import Conflict, NotFound, ValidationProblem
 from service.event_log import append_generation_event
 from service.models import Concept, Generation, GenerationStatus, Job, JobStatus, utc_now
 from service.repository import get_concept
+
+WORKER_LOST_MESSAGE = "The worker drawing these images stopped before they were stored; submit the generation again."
 
 
 def concept_set_of(session: Session, tenant_id: str, concept_ids: Sequence[str]) -> tuple[Job, list[Concept]]:
@@ -87,8 +90,14 @@ def _transition(session: Session, generation_id: str, allowed: GenerationStatus,
 
 
 def _claim(session: Session, generation_id: str) -> bool:
+    now = utc_now()
     claimed = _transition(
-        session, generation_id, GenerationStatus.QUEUED, status=GenerationStatus.RUNNING, started_at=utc_now()
+        session,
+        generation_id,
+        GenerationStatus.QUEUED,
+        status=GenerationStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
     )
     if claimed:
         append_generation_event(session, generation_id, EventType.STATUS, {"status": GenerationStatus.RUNNING.value})
@@ -150,12 +159,27 @@ def fail_generation(session: Session, generation_id: str, code: str, message: st
     return failed
 
 
-def fail_interrupted_generations(session: Session) -> list[str]:
-    """Generations left running by a process that died: fail them so clients are not left waiting."""
-    ids = list(session.scalars(select(Generation.id).where(Generation.status == GenerationStatus.RUNNING)))
-    for generation_id in ids:
-        fail_generation(session, generation_id, "interrupted", "The server stopped while drawing; submit it again.")
-    return ids
+def beat(session: Session, generation_ids: Sequence[str]) -> None:
+    """The worker drawing these generations is alive."""
+    session.execute(
+        update(Generation)
+        .where(Generation.id.in_(generation_ids), Generation.status == GenerationStatus.RUNNING)
+        .values(heartbeat_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail_orphaned_generations(session: Session, cutoff: datetime | None) -> list[str]:
+    """Running generations whose worker died (its last beat before ``cutoff``; with None, every running one: the
+    process that ran them is gone) fail ``worker_lost``, each once, so clients are not left waiting."""
+    query = select(Generation.id).where(Generation.status == GenerationStatus.RUNNING)
+    if cutoff is not None:
+        query = query.where(func.coalesce(Generation.heartbeat_at, Generation.started_at) < cutoff)
+    return [
+        generation_id
+        for generation_id in session.scalars(query)
+        if fail_generation(session, generation_id, "worker_lost", WORKER_LOST_MESSAGE)
+    ]
 
 
 def queued_generation_ids(session: Session) -> list[str]:

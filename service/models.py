@@ -181,6 +181,7 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]  # a running generation's worker proves itself alive
 
 
 class WebhookDelivery(Base):

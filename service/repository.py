@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.orm import Session, joinedload
 
 from attencraft_contract.models import RUNNING_STATUSES, EventType
@@ -286,9 +286,20 @@ def record_checkpoint(
 def requeue_stale_jobs(session: Session, cutoff: datetime, *, max_attempts: int) -> list[str]:
     """Running jobs whose heartbeat is older than cutoff (their worker died): back to queued, checkpoint kept; a job
     whose worker died ``max_attempts`` times fails ``too_many_attempts`` instead (it may be what kills them)."""
-    is_stale = and_(Job.status.in_(list(RUNNING_STATUSES)), func.coalesce(Job.heartbeat_at, Job.updated_at) < cutoff)
+    is_stale = func.coalesce(Job.heartbeat_at, Job.updated_at) < cutoff
+    return _requeue_or_give_up(session, is_stale, max_attempts)
+
+
+def requeue_interrupted_jobs(session: Session, *, max_attempts: int) -> list[str]:
+    """Every running job, at the start of the only process that runs them (embedded mode): its previous run
+    stopped with the process. As requeue_stale_jobs: each resumes from its last checkpoint."""
+    return _requeue_or_give_up(session, true(), max_attempts)
+
+
+def _requeue_or_give_up(session: Session, condition: ColumnElement[bool], max_attempts: int) -> list[str]:
+    is_orphaned = and_(Job.status.in_(list(RUNNING_STATUSES)), condition)
     requeued = []
-    for job_id, attempts in session.execute(select(Job.id, Job.attempts).where(is_stale)).all():
+    for job_id, attempts in session.execute(select(Job.id, Job.attempts).where(is_orphaned)).all():
         if attempts >= max_attempts:
             message = f"The job's worker stopped {attempts} times while running it; it is not tried again."
             _end_job(
@@ -303,7 +314,7 @@ def requeue_stale_jobs(session: Session, cutoff: datetime, *, max_attempts: int)
         elif (
             session.execute(
                 update(Job)
-                .where(Job.id == job_id, is_stale)
+                .where(Job.id == job_id, is_orphaned)
                 .values(status=JobStatus.QUEUED, updated_at=utc_now())
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -441,14 +452,6 @@ def mark_canceled(session: Session, job_id: str, attempt: int, timings: dict[str
     return _end_job(
         session, job_id, RUNNING_STATUSES, attempt=attempt, status=JobStatus.CANCELED, stage_timings=timings
     )
-
-
-def fail_interrupted_jobs(session: Session) -> list[str]:
-    """Jobs left running by a process that died: fail them so clients are not left waiting forever."""
-    job_ids = list(session.scalars(select(Job.id).where(Job.status.in_(list(RUNNING_STATUSES)))))
-    for job_id in job_ids:
-        fail_job(session, job_id, "interrupted", "The server stopped while this job was running; submit it again.")
-    return job_ids
 
 
 def queued_job_ids(session: Session) -> list[str]:

@@ -16,7 +16,13 @@ def generation_runner() -> GenerationRunner:
     """One per process: the base model (shared with training) stays warm, the concept-set cache fills across tasks."""
     runtime = worker_runtime()
     concept_sets = ConceptSetCache(runtime.store, runtime.settings.concept_cache_bytes)
-    return GenerationRunner(runtime.sessions, runtime.store, runtime.load_model, concept_sets)
+    return GenerationRunner(
+        runtime.sessions,
+        runtime.store,
+        runtime.load_model,
+        concept_sets,
+        heartbeat_interval_s=runtime.settings.heartbeat_interval_seconds,
+    )
 
 
 @app.task(name=GENERATE_TASK)

@@ -1,6 +1,7 @@
 """Run generations: the warm base model, an LRU cache of concept sets, batches of requests for one concept set."""
 
 import dataclasses
+import functools
 import io
 import logging
 import tempfile
@@ -22,6 +23,7 @@ from service import generation_repository
 from service.models import Generation
 from service.storage import ObjectStore, StorageUnavailable
 from service.storage.layout import generation_prefix, job_prefix
+from worker.heartbeat import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +132,14 @@ class GenerationRunner:
         concept_sets: ConceptSetCache,
         *,
         max_batch_images: int = MAX_BATCH_IMAGES,
+        heartbeat_interval_s: float = 5.0,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.load_model = load_model
         self.concept_sets = concept_sets
         self.max_batch_images = max_batch_images
+        self.heartbeat_interval_s = heartbeat_interval_s
 
     def run(self, generation_id: str) -> None:
         """Bring the generation (and those batched with it) to a terminal state; a failed drawing never raises."""
@@ -148,15 +152,17 @@ class GenerationRunner:
         if not batch:
             logger.info("generation %s is no longer queued; skipping it", generation_id)
             return
-        try:
-            model = self.load_model()
-            weights = self.concept_sets.get(batch[0].tenant_id, batch[0].job_id, model.device)
-            self._draw(model, weights, batch)
-        except AttenCraftError as error:
-            self._fail(batch, error.code, str(error))
-        except Exception:  # the worker's last line of defence: record the failure, keep serving
-            logger.exception("generation %s failed unexpectedly", generation_id)
-            self._fail(batch, "internal_error", "The generation failed because of an internal error.")
+        beat = functools.partial(generation_repository.beat, generation_ids=[item.generation_id for item in batch])
+        with Heartbeat(self.sessions, beat, f"generation {generation_id}", self.heartbeat_interval_s):
+            try:
+                model = self.load_model()
+                weights = self.concept_sets.get(batch[0].tenant_id, batch[0].job_id, model.device)
+                self._draw(model, weights, batch)
+            except AttenCraftError as error:
+                self._fail(batch, error.code, str(error))
+            except Exception:  # the worker's last line of defence: record the failure, keep serving
+                logger.exception("generation %s failed unexpectedly", generation_id)
+                self._fail(batch, "internal_error", "The generation failed because of an internal error.")
 
     def _draw(self, model: BaseModel, weights: ConceptWeights, batch: Sequence[GenerationInput]) -> None:
         """One batch; when the core refuses it, each request alone, so only the bad ones fail."""
@@ -189,8 +195,11 @@ class GenerationRunner:
             buffer.seek(0)
             keys.append(self.store.put(f"{prefix}/{index}.png", buffer, content_type="image/png").key)
         with self.sessions() as session:
-            generation_repository.finish_generation(session, item.generation_id, keys)
+            finished = generation_repository.finish_generation(session, item.generation_id, keys)
             session.commit()
+        if not finished:  # a sweep took this worker for dead and failed the generation meanwhile: it stays failed
+            logger.warning("generation %s ended before its images were stored; removing them", item.generation_id)
+            self.store.delete_prefix(prefix)
 
     def _fail(self, batch: Sequence[GenerationInput], code: str, message: str) -> None:
         with self.sessions() as session:

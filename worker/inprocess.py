@@ -119,21 +119,27 @@ class WarmModel:
 
 
 def start_embedded_worker(settings: Settings, sessions: sessionmaker[Session], store: ObjectStore) -> InProcessWorker:
-    """Fail jobs a previous process left running, start the thread, and requeue what is still queued."""
+    """Requeue the jobs a previous process left running (each resumes from its last checkpoint), fail the
+    generations it left drawing, start the thread, and hand it everything queued."""
     with sessions() as session:
-        interrupted = repository.fail_interrupted_jobs(session)
-        interrupted += generation_repository.fail_interrupted_generations(session)
+        resumed = repository.requeue_interrupted_jobs(session, max_attempts=settings.max_attempts)
+        lost = generation_repository.fail_orphaned_generations(session, None)
         pending = repository.queued_job_ids(session)
         pending_generations = generation_repository.queued_generation_ids(session)
         session.commit()
-    if interrupted:
-        logger.warning("marked %d interrupted job(s) and generation(s) as failed", len(interrupted))
+    if resumed:
+        logger.warning("resuming %d job(s) the previous run left running from their last checkpoint", len(resumed))
+    if lost:
+        logger.warning("failed %d generation(s) the previous run left drawing", len(lost))
     model = WarmModel(settings)  # one warm model for training and generation, loading from now on
     model.start()
     concept_sets = ConceptSetCache(store, settings.concept_cache_bytes)
-    worker = InProcessWorker(
-        JobRunner(sessions, store, model), GenerationRunner(sessions, store, model, concept_sets), model
+    heartbeat_s = settings.heartbeat_interval_seconds
+    runner = JobRunner(
+        sessions, store, model, checkpoint_every=settings.checkpoint_every, heartbeat_interval_s=heartbeat_s
     )
+    generations = GenerationRunner(sessions, store, model, concept_sets, heartbeat_interval_s=heartbeat_s)
+    worker = InProcessWorker(runner, generations, model)
     worker.start()
     for job_id in pending:
         worker.submit_job(job_id)

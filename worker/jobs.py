@@ -1,14 +1,13 @@
 """Run one training job: load its row, run the core pipeline, report every stage, store the artifacts."""
 
+import functools
 import io
 import logging
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -29,6 +28,7 @@ from service.models import Job, JobStatus, utc_now
 from service.prompts import TOKENIZER_ARTIFACT
 from service.storage import ObjectStore, StorageFull, StorageUnavailable, StoredObject
 from service.storage.layout import checkpoints_prefix, job_prefix
+from worker.heartbeat import Heartbeat
 from worker.prior_cache import StorePriorCache
 
 logger = logging.getLogger(__name__)
@@ -201,37 +201,6 @@ class JobReporter:
         return self.store.put(key, buffer, content_type="image/png")
 
 
-class Heartbeat:
-    """A thread that proves the attempt alive every interval while the block runs, whatever the core is doing."""
-
-    def __init__(self, sessions: sessionmaker[Session], job_id: str, attempt: int, interval_s: float) -> None:
-        self._sessions = sessions
-        self._job_id = job_id
-        self._attempt = attempt
-        self._interval_s = interval_s
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
-
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, _type: type[BaseException] | None, _error: BaseException | None, _traceback: TracebackType | None
-    ) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._stopped.wait(self._interval_s):
-            try:
-                with self._sessions() as session:
-                    repository.beat(session, self._job_id, self._attempt)
-                    session.commit()
-            except Exception:  # a database hiccup: the next beat tries again
-                logger.warning("heartbeat of job %s failed", self._job_id, exc_info=True)
-
-
 class JobRunner:
     """Runs jobs one at a time against a base model loaded once and kept warm.
 
@@ -267,7 +236,8 @@ class JobRunner:
             checkpoint_key = row.checkpoint_key
             reporter = JobReporter(self.sessions, self.store, job, attempt, list(row.runs), self.checkpoint_every)
         reporter.start()
-        with Heartbeat(self.sessions, job_id, attempt, self.heartbeat_interval_s):
+        beat = functools.partial(repository.beat, job_id=job_id, attempt=attempt)
+        with Heartbeat(self.sessions, beat, f"job {job_id}", self.heartbeat_interval_s):
             try:
                 self._train_and_store(job, reporter, checkpoint_key)
             except TrainingCanceled:

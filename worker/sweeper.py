@@ -1,9 +1,9 @@
 """A periodic sweep in each worker process (and in the embedded API): the work no message announces.
 
 Jobs whose heartbeat went stale (their worker died: kill -9, OOM, node loss) go back to queued, keeping their
-checkpoint, and are sent again; webhook deliveries whose next attempt is due are handed to a sender; expired
-idempotency keys are deleted. Every sweep
-claims with conditional updates, so any number of processes may sweep the same database.
+checkpoint, and are sent again; generations whose heartbeat went stale fail ``worker_lost``; webhook deliveries
+whose next attempt is due are handed to a sender; expired idempotency keys are deleted. Every sweep claims with
+conditional updates, so any number of processes may sweep the same database.
 """
 
 import logging
@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import repository
+from service import generation_repository, repository
 from service.idempotency import purge_expired_keys
 from service.models import utc_now
 from service.settings import Settings
@@ -30,7 +30,7 @@ class Sweeper:
         submit_webhook: Callable[[str], None],
         submit_job: Callable[[str], None] | None = None,
     ) -> None:
-        """Without submit_job, jobs are not swept (the embedded mode fails interrupted jobs at start instead)."""
+        """Without submit_job, jobs are not swept (the embedded mode requeues interrupted jobs at start instead)."""
         self._sessions = sessions
         self._settings = settings
         self._submit_webhook = submit_webhook
@@ -46,10 +46,17 @@ class Sweeper:
         self._thread.join()
 
     def sweep(self) -> None:
+        stale_cutoff = utc_now() - timedelta(seconds=self._settings.stale_after_seconds)
+        with self._sessions() as session:
+            for generation_id in generation_repository.fail_orphaned_generations(session, stale_cutoff):
+                logger.warning("generation %s went stale (its worker stopped): failed worker_lost", generation_id)
+            session.commit()
         if self._submit_job is not None:
-            cutoff = utc_now() - timedelta(seconds=self._settings.stale_after_seconds)
             with self._sessions() as session:
-                for job_id in repository.requeue_stale_jobs(session, cutoff, max_attempts=self._settings.max_attempts):
+                requeued = repository.requeue_stale_jobs(
+                    session, stale_cutoff, max_attempts=self._settings.max_attempts
+                )
+                for job_id in requeued:
                     logger.warning("job %s went stale: sending it again, to resume from its last checkpoint", job_id)
                     self._submit_job(job_id)
                 # After the sends: a failed send rolls the requeue back, so the next sweep tries again. A worker

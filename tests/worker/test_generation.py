@@ -3,26 +3,31 @@
 import io
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from attencraft_contract.models import GenerationOptions
+from attencraft_contract.models import EventType, GenerationOptions
 from attencraft_core.artifacts import WEIGHTS_FILE, ConceptSet
 from attencraft_core.errors import PromptTooLongError
 from attencraft_core.generation import GenerationRequest, check_prompt_length, generate, internal_prompt
 from attencraft_core.models import BaseModel
+from service import generation_repository
 from service.db import create_db_engine, create_session_factory
 from service.errors import ValidationProblem
 from service.generation_repository import add_generation
 from service.migrate import upgrade_to_head
-from service.models import Generation, GenerationStatus, Job, JobStatus
+from service.models import Event, Generation, GenerationStatus, Job, JobStatus, utc_now
 from service.prompts import PromptLengthChecker
+from service.settings import Settings
 from service.storage import LocalDirectoryStore
 from service.storage.layout import job_prefix
 from tests.core.tiny import changed, state
@@ -30,6 +35,7 @@ from tests.worker.conftest import insert_queued_job
 from worker import inference
 from worker.inference import ConceptSetCache, GenerationRunner
 from worker.jobs import JobRunner
+from worker.sweeper import Sweeper
 
 PROMPT = "a <ball> next to a <box>"
 OPTIONS = GenerationOptions(num_images=2, steps=3, width=128, height=128)
@@ -206,6 +212,62 @@ def test_a_generation_no_longer_queued_is_skipped(trained: Trained, tiny_model: 
     runner.run(generation_id)
 
     assert trained.row(generation_id).finished_at == finished.finished_at
+
+
+def _end_events(trained: Trained, generation_id: str) -> list[dict[str, object]]:
+    with trained.sessions() as session:
+        query = select(Event.data).where(Event.subject_id == generation_id, Event.type == EventType.END.value)
+        return list(session.scalars(query))
+
+
+def test_a_generation_whose_worker_died_fails_worker_lost_once_and_a_live_one_is_left_alone(
+    trained: Trained, tmp_path: Path
+) -> None:
+    orphan, live = (trained.queue(trained.job_ids[0]) for _ in range(2))
+    with trained.sessions() as session:
+        for generation_id in (orphan, live):
+            assert [row.id for row in generation_repository.claim_batch(session, generation_id, 1)] == [generation_id]
+        session.execute(  # the orphan's worker was killed a while ago: no beat since
+            update(Generation).where(Generation.id == orphan).values(heartbeat_at=utc_now() - timedelta(minutes=5))
+        )
+        session.commit()
+    sweeper = Sweeper(
+        trained.sessions, Settings(data_dir=tmp_path, stale_after_seconds=60), submit_webhook=lambda _: None
+    )
+
+    sweeper.sweep()
+    sweeper.sweep()
+
+    assert (trained.row(orphan).status, trained.row(orphan).error_code) == (GenerationStatus.FAILED, "worker_lost")
+    assert [event["error"]["code"] for event in _end_events(trained, orphan)] == ["worker_lost"]  # type: ignore[index]
+    assert trained.row(live).status == GenerationStatus.RUNNING and _end_events(trained, live) == []
+
+
+def test_a_drawing_worker_beats_and_its_late_images_after_a_sweep_failed_it_are_removed(
+    trained: Trained, tiny_model: BaseModel
+) -> None:
+    generation_id = trained.queue(trained.job_ids[0], options=GenerationOptions(steps=1, width=64, height=64))
+    started = utc_now()
+
+    def slow_model_then_swept() -> BaseModel:
+        time.sleep(0.3)  # several beats
+        with trained.sessions() as session:
+            beaten = session.get_one(Generation, generation_id).heartbeat_at
+            assert beaten is not None and beaten > started + timedelta(seconds=0.1)
+            # a sweep that took this worker for dead (a long stall): the generation ends worker_lost
+            assert generation_repository.fail_orphaned_generations(session, utc_now() + timedelta(seconds=1))
+            session.commit()
+        return tiny_model
+
+    concept_sets = ConceptSetCache(trained.store, 64 * 1024 * 1024)
+    runner = GenerationRunner(
+        trained.sessions, trained.store, slow_model_then_swept, concept_sets, heartbeat_interval_s=0.05
+    )
+    runner.run(generation_id)
+
+    row = trained.row(generation_id)
+    assert (row.status, row.error_code, row.image_keys) == (GenerationStatus.FAILED, "worker_lost", [])
+    assert list(trained.store.root.glob(f"tenants/*/generations/{generation_id}/*.png")) == []
 
 
 def _without_concept_set(trained: Trained, folder: Path) -> LocalDirectoryStore:
