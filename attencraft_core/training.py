@@ -108,10 +108,12 @@ class Trainer:
         model.set_identifiers(self.identifiers)
         self.kv_weights = {name: (layer.to_k.weight, layer.to_v.weight) for name, layer in model.kv_layers.items()}
         self.prior = prior
-        self._prior_states: torch.Tensor | None = None
+        # Class prompts hold no identifier, so their text states never change: each is encoded once per job, under
+        # the autocast a step runs in, giving the values a step would compute itself.
+        self._prior_states: list[torch.Tensor] = []
         if prior is not None:
-            with torch.no_grad():  # class prompts hold no identifier: their text states never change
-                self._prior_states = model.encode_prompt_ids(torch.cat(prior.prompt_ids))  # (P, 77, D)
+            with torch.no_grad(), model.autocast():
+                self._prior_states = [model.encode_prompt_ids(ids) for ids in prior.prompt_ids]  # (1, 77, D) each
         self._prompts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         self.stage = -1
         self.parameters: list[torch.Tensor] = []
@@ -177,7 +179,7 @@ class Trainer:
         with model.autocast(), recording, model.recorder.detaching_sot_kv(self.recipe.detach_sot_kv):
             text_states = model.encode_prompt_ids(input_ids)  # (1, 77, D)
             if draws:
-                text_states = torch.cat([text_states, self._prior_states[[p for p, _ in draws]]])
+                text_states = torch.cat([text_states, *self.prior_text_states([p for p, _ in draws])])
             prediction = model.pipeline.unet(noisy, timesteps, encoder_hidden_states=text_states).sample.float()
             recorded = model.recorder.recorded_cross_grids() if grids else []
             maps = {grid: model.recorder.cross_maps(grid)[0].float() for grid in recorded}
@@ -207,6 +209,10 @@ class Trainer:
         )
         self.history.append(record)
         return record
+
+    def prior_text_states(self, prompts: list[int]) -> list[torch.Tensor]:
+        """(1, 77, D) text states of each class prompt drawn in a step, from the job's cache."""
+        return [self._prior_states[prompt] for prompt in prompts]
 
     def checkpoint(self) -> TrainingCheckpoint:
         weights = {"identifiers": self.identifiers.detach().cpu().clone()}
