@@ -8,6 +8,7 @@ the first step of a fresh trainer (the trainers share the model's weights), the 
 
     python -m benchmarks.method_steps --model tiny --steps 10
     python -m benchmarks.method_steps --model sd21-random --steps 3       # SD 2.1-base architecture, 512 px
+    python -m benchmarks.method_steps --model sd21-random --resolution 256 --steps 1   # the same, CPU-sized
 """
 
 import argparse
@@ -75,10 +76,11 @@ def main() -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per method (after one warm-up each)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--resolution", type=int, default=None, help="pixels; unset: the model's own (sd21: 512)")
     arguments = parser.parse_args()
 
     torch.manual_seed(0)
-    model = load_base_model(arguments.model, device=arguments.device)
+    model = load_base_model(arguments.model, device=arguments.device, resolution=arguments.resolution)
     photo = two_object_photo(model.resolution)
     latents = model.encode_image(photo)
     mirrored = model.encode_image(ImageOps.mirror(photo))  # for the recipes that flip (Break-a-Scene)

@@ -188,6 +188,19 @@ def test_break_a_scene_reads_its_masks_mirrored_before_resizing_on_a_mirrored_st
     assert float(terms.attention) == pytest.approx(attention, rel=1e-5)
 
 
+@pytest.mark.parametrize("name", ["attencraft", "textual_localization_hard", "break_a_scene"])
+def test_a_mirrored_step_reads_the_masks_as_if_they_had_been_drawn_mirrored(name):
+    grids = [(2, 2), CROSS, (8, 8)]
+    maps = {grid: _random_maps(2, grid, seed=index) for index, grid in enumerate(grids)}
+    probabilities = torch.tensor([0.5, 0.5])
+    method = create_method(build_recipe(name), _context(_masks()), probabilities)
+    mirrored_masks = create_method(build_recipe(name), _context(_masks().flip(-1)), probabilities)
+    flipped = method.loss(_step((0, 1), maps, prior=False, flipped=True))
+    drawn = mirrored_masks.loss(_step((0, 1), maps, prior=False))
+    plain = method.loss(_step((0, 1), maps, prior=False))
+    assert float(flipped.total) == float(drawn.total) != float(plain.total)
+
+
 def test_break_a_scene_sums_the_attention_term_over_the_subset():
     maps = _random_maps(2, CROSS, seed=4)
     method = create_method(build_recipe("break_a_scene"), _context(_masks()), None)
