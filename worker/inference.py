@@ -28,6 +28,7 @@ from worker.heartbeat import Heartbeat
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_IMAGES = 8
+STORAGE_UNAVAILABLE_MESSAGE = "The store could not be reached while drawing; submit the generation again shortly."
 
 
 def concept_weights_bytes(weights: ConceptWeights) -> int:
@@ -160,6 +161,8 @@ class GenerationRunner:
                 self._draw(model, weights, batch)
             except AttenCraftError as error:
                 self._fail(batch, error.code, str(error))
+            except StorageUnavailable:
+                self._fail(batch, "storage_unavailable", STORAGE_UNAVAILABLE_MESSAGE)
             except Exception:  # the worker's last line of defence: record the failure, keep serving
                 logger.exception("generation %s failed unexpectedly", generation_id)
                 self._fail(batch, "internal_error", "The generation failed because of an internal error.")

@@ -325,8 +325,11 @@ class JobRunner:
             )
             session.commit()
         if failed:
-            self._remove_outputs(job, include_masks=False)
-            self._remove_checkpoints(job)
+            try:
+                self._remove_outputs(job, include_masks=False)
+                self._remove_checkpoints(job)
+            except StorageUnavailable:  # the store is what failed the job: its partial outputs stay behind
+                logger.warning("could not remove the outputs of failed job %s", job.job_id, exc_info=True)
 
     def _remove_outputs(self, job: JobInput, *, include_masks: bool) -> None:
         self.store.delete_prefix(f"{job.prefix}/artifacts/")

@@ -1,6 +1,8 @@
 """An S3 object store on boto3 (AWS, MinIO, SeaweedFS) with conditional writes and presigned URLs."""
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import boto3
@@ -23,7 +25,7 @@ class S3Store:
     def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None, region: str) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self._client: Any = boto3.client(
+        self._client: Any = boto3.session.Session().client(  # credentials as they are now, not as first cached
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
@@ -62,30 +64,29 @@ class S3Store:
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                raise ObjectMissing(key) from exc
-            raise
-        return response["Body"].read()
+            with _reachable():
+                response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+                return response["Body"].read()
+        except ObjectMissing as exc:
+            raise ObjectMissing(key) from exc
 
     def exists(self, key: str) -> bool:
         try:
-            self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise
+            with _reachable():
+                self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except ObjectMissing:
+            return False
         return True
 
     def delete_prefix(self, prefix: str) -> int:
         deleted = 0
-        paginator = self._client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if keys:
-                self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
+        with _reachable():
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    deleted += len(keys)
         return deleted
 
     def signed_url(self, key: str, *, expires_in: int) -> str:
@@ -98,3 +99,18 @@ class S3Store:
             self._client.head_bucket(Bucket=self.bucket)
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailable(f"bucket {self.bucket!r}: {exc}") from exc
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """A missing object is ObjectMissing; a store that cannot be reached, or fails, is StorageUnavailable (the API's
+    503, a job's storage_unavailable), never a raw botocore error."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise ObjectMissing(code) from exc
+        raise StorageUnavailable(f"The store refused the request ({code}).") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailable("The store cannot be reached.") from exc

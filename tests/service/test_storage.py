@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from service.storage import (
     StorageUnavailable,
     create_store,
 )
-from tests.service.infrastructure import S3Server, fill, small_tmpfs
+from tests.service.infrastructure import S3Server, fill, own_s3_store, small_tmpfs
 from tests.service.job_requests import image_bytes, post_job
 
 
@@ -141,3 +142,32 @@ def test_a_full_disk_is_a_507_that_keeps_nothing_and_readiness_says_so(
     assert readiness.json()["errors"] == [
         {"field": "storage", "message": "full: 0.0 MiB free, below the floor of 0.1 MiB"}
     ]
+
+
+@pytest.fixture
+def outage_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S3Server, S3Store]]:
+    with own_s3_store(tmp_path / "seaweedfs", monkeypatch) as server_and_store:
+        yield server_and_store
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_an_s3_store_that_goes_away_is_a_503_to_retry_and_no_job_is_half_made(
+    outage_s3: tuple[S3Server, S3Store], settings: Settings, engine: Engine, new_api_key: Callable[[], str]
+) -> None:
+    server, store = outage_s3
+    app = create_app(settings, queue=RecordingJobQueue(), store=store, engine=engine)
+    with TestClient(app, headers={"Authorization": f"Bearer {new_api_key()}"}) as client:
+        accepted = post_job(client).json()
+        server.stop()
+        started = time.monotonic()
+        refused = post_job(client)
+        waited_s = time.monotonic() - started
+        jobs = client.get("/jobs").json()["items"]
+        readiness = client.get("/readyz")
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["content-type"] == "application/problem+json" and refused.headers["Retry-After"]
+    assert refused.json()["code"] == "storage_unavailable" and "try again" in refused.json()["detail"]
+    assert waited_s < 30
+    assert [job["id"] for job in jobs] == [accepted["id"]]  # the accepted job is kept, the refused one never made
+    assert readiness.status_code == 503
+    assert [error["field"] for error in readiness.json()["errors"]] == ["storage"]

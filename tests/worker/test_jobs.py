@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 from safetensors.torch import load_file
@@ -21,11 +22,11 @@ from service.models import Job, JobStatus, utc_now
 from service.repository import request_cancel
 from service.settings import Settings
 from service.storage import LocalDirectoryStore, StoredObject
-from tests.service.infrastructure import fill, small_tmpfs
+from tests.service.infrastructure import fill, own_s3_store, small_tmpfs
 from tests.worker.conftest import TRAIN_STEPS, insert_queued_job
 from worker.inference import GenerationRunner
 from worker.inprocess import InProcessWorker, WarmModel
-from worker.jobs import JobRunner
+from worker.jobs import STORAGE_UNAVAILABLE_MESSAGE, JobRunner
 
 
 def _job(sessions: sessionmaker[Session], job_id: str) -> Job:
@@ -226,3 +227,20 @@ def test_a_job_past_the_soft_time_limit_fails_timeout(
 
     job = _job(sessions, job_id)
     assert (job.status, job.error_code) == (JobStatus.FAILED, "timeout")
+
+
+def test_a_job_whose_s3_store_goes_away_fails_storage_unavailable_with_a_sentence(
+    sessions: sessionmaker[Session], tiny_model: BaseModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with own_s3_store(tmp_path / "seaweedfs", monkeypatch) as (server, store):
+        job_id = insert_queued_job(sessions, store)
+
+        def outage_then_model() -> BaseModel:  # the store goes away as the job starts
+            server.stop()
+            return tiny_model
+
+        JobRunner(sessions, store, outage_then_model).run(job_id)
+
+    job = _job(sessions, job_id)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "storage_unavailable")
+    assert job.error_message == STORAGE_UNAVAILABLE_MESSAGE
