@@ -177,12 +177,13 @@ def run_eval(arguments: argparse.Namespace) -> int:
     client = _service_client(arguments)
 
     from evaluation.backends import LocalBackend, ServiceBackend
-    from evaluation.cells import GridSettings, Scorer
+    from evaluation.cells import GridSettings, Scorer, model_files_digest
     from evaluation.grid import grid_cells, run_grid
     from evaluation.report import write_report
 
     settings = GridSettings(
         model=arguments.model,
+        model_files=model_files_digest(arguments.model) if client is None else None,  # a deployment's: unknown
         steps=arguments.steps,
         preset=arguments.preset,
         prior_preservation=arguments.prior_preservation,

@@ -126,7 +126,7 @@ def run_judge(arguments: argparse.Namespace) -> int:
 def run_train_model(arguments: argparse.Namespace) -> int:
     import torch
 
-    from attencraft_core.models import BUILTIN_FOLDERS
+    from attencraft_core.model_spec import BUILTIN_FOLDERS
     from toyworld.base_model import ToyTrainingConfig, train_toy_model
 
     if arguments.threads:

@@ -11,6 +11,7 @@ TINY = "tiny"
 SD21_RANDOM = "sd21-random"
 TOY = "toy"  # a diffusers folder shipped in the package
 BUILT_IN_MODELS = (TINY, SD21_RANDOM, TOY)
+BUILTIN_FOLDERS = {TOY: Path(__file__).parent / "builtin_models" / "toy"}  # the others are built by code
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -57,3 +58,12 @@ def check_model_spec(spec: str) -> None:
 def check_device_name(device: str | None) -> None:
     if device is not None and not DEVICE.fullmatch(device):
         raise ModelLoadError(f"Device {device!r} is not one of auto, cpu, cuda, cuda:N or mps.")
+
+
+def model_folder(spec: str) -> Path | None:
+    """The local diffusers folder a checked spec loads from: a built-in one or a path; None for the models built by
+    code (tiny, sd21-random) and for hub ids."""
+    if spec in BUILTIN_FOLDERS:
+        return BUILTIN_FOLDERS[spec]
+    folder = Path(spec).expanduser()
+    return folder if spec not in BUILT_IN_MODELS and folder.is_dir() else None

