@@ -1,5 +1,5 @@
-"""One cell of `attencraft eval` through `--service` on the embedded server: its figures equal the local run's; a
-wrong key is one sentence."""
+"""One cell of `attencraft eval` through `--service` on the embedded server: its figures equal the local run's, its
+job carries the preset and prior-preservation switches; a wrong key is one sentence."""
 
 import json
 import secrets
@@ -7,6 +7,7 @@ import secrets
 import pytest
 
 from attencraft_cli.sample_photo import two_object_photo
+from attencraft_client import Client
 from evaluation.catalog import PAPER_METRICS
 from tests.cli.run import attencraft
 from tests.e2e.test_embedded_service import serve
@@ -21,6 +22,7 @@ def test_a_cell_through_the_service_scores_as_the_local_run(tmp_path, tiny_clip_
     data.mkdir()
     two_object_photo().save(data / "cat_dog.png")
     common = [str(data), *SMALL, "--model", "tiny", *encoders(tiny_clip_folder, tiny_dino_folder), "--no-progress"]
+    common += ["--preset", "official", "--no-prior-preservation"]  # the job is told both
     local = attencraft(
         "eval", *common, "--curve-every", "0", "--out", str(tmp_path / "local"), cwd=tmp_path, timeout_s=RUN_TIMEOUT_S
     )
@@ -59,6 +61,9 @@ def test_a_cell_through_the_service_scores_as_the_local_run(tmp_path, tiny_clip_
             timeout_s=RUN_TIMEOUT_S,
         )
         assert remote.returncode == 0, remote.stderr
+        with Client(url, key) as client:
+            (job,) = client.list_jobs().items
+    assert (job.options.method, job.options.preset, job.options.prior_preservation) == ("attencraft", "official", False)
 
     local_cell, remote_cell = (
         json.loads((tmp_path / name / "report.json").read_text())["cells"][0] for name in ("local", "remote")
