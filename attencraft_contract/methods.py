@@ -114,6 +114,7 @@ class Recipe:
     # BASELINES §1.2); forward values are unchanged.
     detach_sot_kv: bool
     hflip: bool  # each step mirrors the photo (and its masks) with probability 0.5
+    resize_augmentation: bool  # Custom Diffusion's random shrink-and-paste / enlarge-and-crop of the photo
     ratios: Ratios = Ratios.ADAPTIVE
     multi_concept_loss: MultiConceptLoss = MultiConceptLoss.ATTENTION
     omega: float = DEFAULT_OMEGA  # probability of a multi-concept step (AttenCraft only)
@@ -168,15 +169,16 @@ def _attencraft(preset: Preset) -> Recipe:
         prior_weight=1.0,
         detach_sot_kv=False,  # not among the codes BASELINES §1.2 names as inheriting it
         hflip=False,  # the paper and train.sh flip nothing
+        resize_augmentation=False,
     )
 
 
 def _custom_diffusion(preset: Preset) -> Recipe:
     """BASELINES §1: [AC] 200 steps at lr 5e-5; official diffusers README 500 steps (multi-concept) at
     1e-5 × batch 2 × 2 (scale_lr with prior) = 4e-5. Prior preservation on, 200 images, weight 1. <sot> K/V detached
-    in both (both official codes do it). Flip: the README's `--hflip` in `official`; [AC] states no augmentation,
-    so none in `attencraft_comparison`. The resize augmentation of both codes is not done in either preset
-    (BASELINES §1.3 Use: `augment=False`; our latent is encoded once)."""
+    in both (both official codes do it). `official` flips (the README's `--hflip`) and resize-augments (the code's
+    default, no `--noaug` in the README); [AC] states no augmentation, and BASELINES §1.3 says `augment=False` by
+    default: `attencraft_comparison` does neither."""
     comparison = preset == Preset.ATTENCRAFT_COMPARISON
     return Recipe(
         method=Method.CUSTOM_DIFFUSION,
@@ -190,14 +192,16 @@ def _custom_diffusion(preset: Preset) -> Recipe:
         prior_weight=1.0,
         detach_sot_kv=True,
         hflip=not comparison,
+        resize_augmentation=not comparison,
     )
 
 
 def _disendiff(preset: Preset) -> Recipe:
     """BASELINES §2: 250 steps either way; lr 5e-5 in [AC], 8e-5 (1e-5 × accumulate 4 × batch 2) in the code.
     Calibration weight 0.01 (code `IoU_alpha`; the paper's Eq. 6 has no weight: we follow the code). <sot> K/V
-    detached (inherited from Custom Diffusion's code, BASELINES §1.2). Flip p 0.5 in `official` (`flip_p`,
-    `src/finetune_data.py`, BASELINES §2.3); [AC] states none. Resize augmentation: not done, as for CD."""
+    detached (inherited from Custom Diffusion's code, BASELINES §1.2). `official` flips with p 0.5 and
+    resize-augments (`MaskBase` defaults `aug=True`, `flip_p=0.5`, `src/finetune_data.py`, BASELINES §2.3); [AC]
+    states neither, so `attencraft_comparison` does neither."""
     comparison = preset == Preset.ATTENCRAFT_COMPARISON
     return Recipe(
         method=Method.DISENDIFF,
@@ -211,6 +215,7 @@ def _disendiff(preset: Preset) -> Recipe:
         prior_weight=1.0,
         detach_sot_kv=True,
         hflip=not comparison,
+        resize_augmentation=not comparison,
     )
 
 
@@ -232,6 +237,7 @@ def _textual_localization(method: Method, preset: Preset) -> Recipe:
         prior_weight=1.0,
         detach_sot_kv=True,
         hflip=False,
+        resize_augmentation=False,
     )
 
 
@@ -258,6 +264,7 @@ def _break_a_scene(preset: Preset) -> Recipe:
         prior_weight=1.0,
         detach_sot_kv=False,
         hflip=True,
+        resize_augmentation=False,  # train.py resizes and center-crops only
     )
 
 

@@ -160,6 +160,9 @@ class RecipeOut(BaseModel):
     prior_weight: float
     detach_sot_kv: bool = Field(description="No gradient into W_k, W_v through the start-of-text position.")
     hflip: bool = Field(description="Each step mirrors the photo and its masks with probability 0.5.")
+    resize_augmentation: bool = Field(
+        description="Custom Diffusion's augmentation: each step shrinks or enlarges the photo at random."
+    )
     ratios: Ratios | None = Field(default=None, description="AttenCraft only.")
     multi_concept_loss: MultiConceptLoss | None = Field(default=None, description="AttenCraft only.")
     omega: float | None = Field(default=None, description="AttenCraft only.")

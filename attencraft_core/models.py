@@ -370,10 +370,15 @@ class BaseModel:
         """(B, 77) ids -> (B, 77, D) text-encoder hidden states (gradients flow to the identifier vectors)."""
         return self.pipeline.text_encoder(input_ids)[0]
 
-    @torch.no_grad()
     def encode_image(self, image: Image.Image) -> torch.Tensor:
         """RGB image at the model resolution -> (1, 4, h, w) scaled latent (the posterior mean: deterministic)."""
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        return self.encode_pixels(
+            torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        )
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) pixels in [-1, 1] -> (1, 4, h, w) scaled latent (the posterior mean)."""
         vae = self.pipeline.vae
         posterior = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
         return posterior.mean.float() * vae.config.scaling_factor

@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from attencraft_contract import rules
 from attencraft_contract.errors import InputError
 from attencraft_contract.methods import METHODS_WITHOUT_MASKS, Method, Recipe, TokenInit, check_masks_allowed
 from attencraft_contract.models import ImageFit
 from attencraft_core.artifacts import ConceptSet
+from attencraft_core.augmentation import TrainingPhoto
 from attencraft_core.config import MaskConfig, RatioConfig, TrainingConfig
 from attencraft_core.errors import ConceptNotLocalizedError, InvalidInputError, TrainingCanceled
 from attencraft_core.images import heatmap_images, mask_images, masks_from_images, prepare_image
@@ -312,8 +313,7 @@ def learn_concepts(
     words = initializer_words(concepts, recipe.token_init)
     first_subtoken = recipe.token_init == TokenInit.FIRST_SUBTOKEN
     identifiers = torch.stack([model.initial_identifier(word, first_subtoken=first_subtoken) for word in words])
-    mirrored = model.encode_image(ImageOps.mirror(prepared)) if recipe.hflip else None
-    trainer = Trainer(model, method, latents, identifiers, config, prior, mirrored_latents=mirrored)
+    trainer = Trainer(model, method, TrainingPhoto(model, prepared, latents, recipe), identifiers, config, prior)
     try:
         if resume is not None:
             trainer.load_checkpoint(resume)

@@ -5,8 +5,9 @@ preservation, one or more class images' latents) is noised at a random timestep;
 cross-attention the method's loss reads (SDPA everywhere else); the method's loss is back-propagated into the
 stage's trainable parameters (the N identifier vectors, and W_k, W_v of every cross-attention layer when the stage
 says so); gradients are clipped and AdamW steps. A new stage starts with a fresh AdamW at its own learning rate.
-Where the recipe says so, a step trains on the mirrored photo (and the method reads its masks mirrored) with
-probability 0.5, and no gradient reaches W_k, W_v through the <sot> position.
+What the photo looks like in a step (as given, mirrored, resize-augmented with its prompt prefix and validity
+mask) is attencraft_core.augmentation's; where the recipe says so, no gradient reaches W_k, W_v through the <sot>
+position.
 Everything else of the base model stays frozen and is restored bit-identically at the end.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from diffusers import DDPMScheduler
 
+from attencraft_core.augmentation import TrainingPhoto
 from attencraft_core.config import TrainingConfig
 from attencraft_core.methods.base import StepInputs, TrainingMethod
 from attencraft_core.models import BaseModel
@@ -82,23 +84,19 @@ class Trainer:
         self,
         model: BaseModel,
         method: TrainingMethod,
-        latents: torch.Tensor,
+        photo: TrainingPhoto,
         initial_identifiers: torch.Tensor,
         config: TrainingConfig,
         prior: PriorImages | None = None,
         *,
-        mirrored_latents: torch.Tensor | None = None,
         seed_offset: int = 2,
     ) -> None:
-        """latents: (1, 4, h, w) of the photo; mirrored_latents: those of the photo mirrored left-right, needed when
-        the recipe flips; initial_identifiers: (N, D)."""
-        if config.recipe.hflip and mirrored_latents is None:
-            raise ValueError("a recipe that flips the photo needs the mirrored photo's latents")
+        """initial_identifiers: (N, D)."""
         self.model = model
         self.method = method
         self.config = config
         self.recipe = config.recipe
-        self.latents = {False: latents, True: mirrored_latents}
+        self.photo = photo
         self.scheduler = noise_scheduler(model)
         self.generator = torch.Generator().manual_seed(config.seed + seed_offset)
         self.step_count = 0
@@ -114,7 +112,7 @@ class Trainer:
         if prior is not None:
             with torch.no_grad(), model.autocast():
                 self._prior_states = [model.encode_prompt_ids(ids) for ids in prior.prompt_ids]  # (1, 77, D) each
-        self._prompts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._prompts: dict[tuple[tuple[int, ...], str], tuple[torch.Tensor, torch.Tensor]] = {}
         self.stage = -1
         self.parameters: list[torch.Tensor] = []
         self.optimizer: torch.optim.Optimizer
@@ -138,12 +136,12 @@ class Trainer:
             eps=self.config.adam_epsilon,
         )
 
-    def _prompt(self, subset: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        if subset not in self._prompts:
-            ids = self.model.prompt_ids(self.method.prompt(subset))
+    def _prompt(self, subset: tuple[int, ...], prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if (subset, prefix) not in self._prompts:
+            ids = self.model.prompt_ids(prefix + self.method.prompt(subset))
             positions = self.method.recorded_positions(ids, subset)
-            self._prompts[subset] = (ids, positions.to(self.model.device))
-        return self._prompts[subset]
+            self._prompts[subset, prefix] = (ids, positions.to(self.model.device))
+        return self._prompts[subset, prefix]
 
     def _noise(self, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noisy z_t, target y, t) for a (1, 4, h, w) latent, drawn from the run's generator."""
@@ -162,9 +160,9 @@ class Trainer:
         if stage != self.stage:
             self._enter_stage(stage)
         subset = self.method.draw_subset(self.generator)
-        flipped = self.recipe.hflip and torch.rand((), generator=self.generator).item() < 0.5
-        input_ids, positions = self._prompt(subset)
-        items = [self._noise(self.latents[flipped])]
+        shown = self.photo.draw(self.generator)
+        input_ids, positions = self._prompt(subset, shown.prefix)
+        items = [self._noise(shown.latents)]
         draws: list[tuple[int, int]] = []
         if self.prior is not None:
             draws = self.method.prior_draws(self.step_count, len(self.prior.latents), self.prior.latents[0].shape[0])
@@ -186,7 +184,8 @@ class Trainer:
         terms = self.method.loss(
             StepInputs(
                 subset=subset,
-                flipped=flipped,
+                flipped=shown.flipped,
+                valid=shown.valid,
                 prediction=prediction[:1],
                 target=targets[:1],
                 prior_prediction=prediction[1:] if draws else None,

@@ -15,6 +15,7 @@ import torch
 
 from attencraft_cli.sample_photo import two_object_photo
 from attencraft_contract.methods import build_recipe
+from attencraft_core.augmentation import TrainingPhoto
 from attencraft_core.config import TrainingConfig
 from attencraft_core.methods import create_method
 from attencraft_core.methods.base import MethodContext
@@ -49,7 +50,8 @@ def custom_diffusion_trainer(model: BaseModel) -> ReencodingTrainer:
         masks=None,
     )
     method = create_method(recipe, context, None)
-    latents = model.encode_image(two_object_photo(model.resolution))
+    photo = two_object_photo(model.resolution)
+    latents = model.encode_image(photo)
     generator = torch.Generator().manual_seed(0)
     prompts = method.prior_prompts()
     prior = PriorImages(
@@ -57,7 +59,8 @@ def custom_diffusion_trainer(model: BaseModel) -> ReencodingTrainer:
         prompt_ids=[model.prompt_ids(prompt) for prompt in prompts],
     )
     identifiers = torch.stack([model.initial_identifier(word) for word in ("ktn", "pll")])
-    return ReencodingTrainer(model, method, latents, identifiers, TrainingConfig(recipe=recipe), prior)
+    training_photo = TrainingPhoto(model, photo, latents, recipe)
+    return ReencodingTrainer(model, method, training_photo, identifiers, TrainingConfig(recipe=recipe), prior)
 
 
 def main() -> None:

@@ -17,10 +17,11 @@ import time
 from dataclasses import replace
 
 import torch
-from PIL import ImageOps
+from PIL import Image
 
 from attencraft_cli.sample_photo import two_object_photo
 from attencraft_contract.methods import Method, build_recipe
+from attencraft_core.augmentation import TrainingPhoto
 from attencraft_core.config import TrainingConfig
 from attencraft_core.methods import create_method
 from attencraft_core.methods.base import MethodContext
@@ -45,7 +46,7 @@ def halves(model: BaseModel) -> torch.Tensor:
     return masks
 
 
-def trainer_for(model: BaseModel, method: Method, latents: torch.Tensor, mirrored: torch.Tensor) -> Trainer:
+def trainer_for(model: BaseModel, method: Method, photo: Image.Image, latents: torch.Tensor) -> Trainer:
     recipe = build_recipe(method)
     context = MethodContext(
         class_names=["cat", "dog"],
@@ -67,8 +68,8 @@ def trainer_for(model: BaseModel, method: Method, latents: torch.Tensor, mirrore
     identifiers = torch.stack([model.initial_identifier(word) for word in ("cat", "dog")])
     # Break-a-Scene's first stage trains no K/V: time its second stage, the one that does (stage 1 is cheaper).
     recipe = replace(recipe, stages=recipe.stages[-1:])
-    config = TrainingConfig(recipe=recipe)
-    return Trainer(model, training_method, latents, identifiers, config, prior, mirrored_latents=mirrored)
+    training_photo = TrainingPhoto(model, photo, latents, recipe)
+    return Trainer(model, training_method, training_photo, identifiers, TrainingConfig(recipe=recipe), prior)
 
 
 def main() -> None:
@@ -83,11 +84,10 @@ def main() -> None:
     model = load_base_model(arguments.model, device=arguments.device, resolution=arguments.resolution)
     photo = two_object_photo(model.resolution)
     latents = model.encode_image(photo)
-    mirrored = model.encode_image(ImageOps.mirror(photo))  # for the recipes that flip (Break-a-Scene)
     times: dict[Method, list[float]] = {method: [] for method in Method}
     for repetition in range(arguments.steps + 1):  # the first round is a warm-up
         for method in Method:
-            trainer = trainer_for(model, method, latents, mirrored)
+            trainer = trainer_for(model, method, photo, latents)
             try:
                 synchronize(model)
                 started = time.perf_counter()

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from attencraft_cli.sample_photo import two_object_photo
+from attencraft_core.augmentation import TrainingPhoto
 from attencraft_core.config import TrainingConfig
 from attencraft_core.methods.attencraft import AttenCraft, concept_prompt
 from attencraft_core.methods.base import MethodContext
@@ -35,8 +36,9 @@ def plain_step(trainer: Trainer, input_ids: torch.Tensor, generator: torch.Gener
     """Custom Diffusion: noise-prediction MSE on the whole image, no attention maps, no attention loss."""
     model = trainer.model
     timestep = torch.randint(0, 1000, (1,), generator=generator).to(model.device)
-    noise = torch.randn(trainer.latents.shape, generator=generator).to(model.device)
-    noisy = trainer.scheduler.add_noise(trainer.latents, noise, timestep)
+    latents = trainer.photo.latents[False]
+    noise = torch.randn(latents.shape, generator=generator).to(model.device)
+    noisy = trainer.scheduler.add_noise(latents, noise, timestep)
     with model.autocast():
         text_states = model.encode_prompt_ids(input_ids)
         prediction = model.pipeline.unet(noisy, timestep, encoder_hidden_states=text_states).sample
@@ -57,7 +59,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_base_model(arguments.model, device=arguments.device)
     config = TrainingConfig()
-    latents = model.encode_image(two_object_photo(model.resolution))
+    photo = two_object_photo(model.resolution)
+    latents = model.encode_image(photo)
     identifiers = torch.stack([model.initial_identifier(word) for word in ("cat", "dog")])
     model.set_identifiers(identifiers)
     prompt_ids = model.prompt_ids(concept_prompt(model.slot_tokens, (0, 1)))
@@ -67,7 +70,7 @@ def main() -> None:
         ["cat", "dog"], model.slot_tokens[:2], model.slot_ids[:2], model.latent_size, model.attention_grids.cross, masks
     )
     method = AttenCraft(config.recipe, context, sampling_probabilities(sampling_ratios(scores)))
-    trainer = Trainer(model, method, latents, identifiers, config)
+    trainer = Trainer(model, method, TrainingPhoto(model, photo, latents, config.recipe), identifiers, config)
     plain_ids = model.prompt_ids(concept_prompt(model.slot_tokens, (0,)))
     generator = torch.Generator().manual_seed(0)
 

@@ -42,6 +42,8 @@ class StepInputs:
 
     subset: tuple[int, ...]
     flipped: bool  # the step trained on the mirrored photo: masks are read mirrored too
+    # (h, w) M_valid, where a resize-augmented latent shows the photo (Custom Diffusion's lineage); None: everywhere
+    valid: torch.Tensor | None
     prediction: torch.Tensor  # (1, C, h, w) ŷ for the photo
     target: torch.Tensor  # (1, C, h, w) y = ε (or v)
     prior_prediction: torch.Tensor | None  # (P, C, h, w) for the class images, None without prior preservation
@@ -64,6 +66,15 @@ def token_positions(input_ids: torch.Tensor, token_ids: list[int]) -> torch.Tens
 
 def mean_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (prediction - target).pow(2).mean()
+
+
+def reconstruction_loss(step: StepInputs) -> torch.Tensor:
+    """L_rec = Σ M_valid·(ŷ − y)² / Σ M_valid over (c, h, w) (BASELINES §1.4); the plain mean without a validity
+    mask."""
+    if step.valid is None:
+        return mean_squared_error(step.prediction, step.target)
+    valid = step.valid.expand_as(step.prediction)
+    return ((step.prediction - step.target).pow(2) * valid).sum() / valid.sum()
 
 
 def prior_loss(step: StepInputs, weight: float) -> torch.Tensor:

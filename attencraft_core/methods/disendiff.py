@@ -21,7 +21,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from attencraft_core.methods.base import Grid, LossTerms, StepInputs, TrainingMethod, mean_squared_error, prior_loss
+from attencraft_core.methods.base import Grid, LossTerms, StepInputs, TrainingMethod, prior_loss, reconstruction_loss
 from attencraft_core.methods.custom_diffusion import modifier_prompt
 
 GAUSSIAN_SIGMA = 0.5  # `gaussian: True` (configs/full.yaml)
@@ -90,6 +90,6 @@ class DisenDiff(TrainingMethod):
         maps = step.maps[self.context.cross_grid]  # (2N, h', w')
         binding, separation = calibration_loss(maps[: self.count], maps[self.count :])
         calibration = binding + separation
-        reconstruction = mean_squared_error(step.prediction, step.target)
+        reconstruction = reconstruction_loss(step)
         total = reconstruction + prior_loss(step, self.recipe.prior_weight) + self.recipe.attention_weight * calibration
         return LossTerms(total=total, reconstruction=reconstruction, attention=calibration)

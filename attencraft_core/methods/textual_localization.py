@@ -28,8 +28,8 @@ from attencraft_core.methods.base import (
     TrainingMethod,
     bilinear_masks,
     both_orientations,
-    mean_squared_error,
     prior_loss,
+    reconstruction_loss,
 )
 from attencraft_core.methods.custom_diffusion import modifier_prompt
 
@@ -80,6 +80,6 @@ class TextualLocalization(TrainingMethod):
         attention = localization_map(list(step.maps.values()))
         targets = self.targets[step.flipped].to(attention.device)  # (N, 256, 256)
         guidance = localization_loss(attention, targets, soft=self.soft)
-        reconstruction = mean_squared_error(step.prediction, step.target)
+        reconstruction = reconstruction_loss(step)
         total = reconstruction + prior_loss(step, self.recipe.prior_weight) + self.recipe.attention_weight * guidance
         return LossTerms(total=total, reconstruction=reconstruction, attention=guidance)

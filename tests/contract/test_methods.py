@@ -76,20 +76,22 @@ def test_break_a_scene_runs_two_stages_with_their_own_learning_rates():
 
 
 @pytest.mark.parametrize(
-    ("method", "detached", "flips"),
+    ("method", "detached", "flips", "resizes"),
     [
-        ("attencraft", (False, False), (False, False)),
-        ("custom_diffusion", (True, True), (False, True)),  # official: the diffusers README's --hflip
-        ("disendiff", (True, True), (False, True)),  # official: flip_p 0.5
-        ("textual_localization_hard", (True, True), (False, False)),  # --noaug, flip commented out
-        ("break_a_scene", (False, False), (True, True)),  # photo and masks flipped together
+        ("attencraft", (False, False), (False, False), (False, False)),
+        ("custom_diffusion", (True, True), (False, True), (False, True)),  # official: --hflip, no --noaug
+        ("disendiff", (True, True), (False, True), (False, True)),  # official: flip_p 0.5, aug=True
+        ("textual_localization_hard", (True, True), (False, False), (False, False)),  # --noaug, no flip
+        ("break_a_scene", (False, False), (True, True), (False, False)),  # photo and masks flipped together
     ],
 )
-def test_each_recipe_detaches_sot_and_flips_as_baselines_says(method, detached, flips):
-    """BASELINES §1.2 (<sot> K/V detached in CD, DisenDiff, TL), §1.2/§2.3/§3.3/§4.3 (flips), per preset."""
+def test_each_recipe_detaches_sot_flips_and_augments_as_baselines_says(method, detached, flips, resizes):
+    """BASELINES §1.2 (<sot> K/V detached in CD, DisenDiff, TL), §1.3/§2.3/§3.3/§4.3 (flip, resize augmentation),
+    per preset (attencraft_comparison, official)."""
     recipes = [build_recipe(method, preset) for preset in ("attencraft_comparison", "official")]
     assert tuple(recipe.detach_sot_kv for recipe in recipes) == detached
     assert tuple(recipe.hflip for recipe in recipes) == flips
+    assert tuple(recipe.resize_augmentation for recipe in recipes) == resizes
 
 
 def test_progress_names_break_a_scenes_stages():

@@ -34,11 +34,14 @@ def _masks() -> torch.Tensor:
     return masks
 
 
-def _step(subset: tuple[int, ...], maps: dict, *, prior: bool, flipped: bool = False) -> StepInputs:
+def _step(
+    subset: tuple[int, ...], maps: dict, *, prior: bool, flipped: bool = False, valid: torch.Tensor | None = None
+) -> StepInputs:
     generator = torch.Generator().manual_seed(7)
     return StepInputs(
         subset=subset,
         flipped=flipped,
+        valid=valid,
         prediction=torch.randn(1, 4, *LATENT, generator=generator),
         target=torch.randn(1, 4, *LATENT, generator=generator),
         prior_prediction=torch.randn(2, 4, *LATENT, generator=generator) if prior else None,
@@ -88,6 +91,19 @@ def _gaussian_by_hand(image: torch.Tensor) -> torch.Tensor:
 def _iou_by_hand(a: torch.Tensor, b: torch.Tensor) -> float:
     inter = float((a * b).sum())
     return (inter + 1) / (float(a.sum()) + float(b.sum()) - inter + 1)
+
+
+@pytest.mark.parametrize("name", ["custom_diffusion", "disendiff", "textual_localization_hard"])
+def test_a_resize_augmented_step_counts_the_noise_error_inside_the_validity_mask_only(name):
+    """BASELINES §1.4: L_rec = Σ M_valid (ŷ − y)² / Σ M_valid over (c, h, w)."""
+    valid = torch.zeros(*LATENT)
+    valid[1:5, 2:7] = 1
+    count = 4 if name == "disendiff" else 2  # DisenDiff's maps: V_1, V_2, then c_1, c_2
+    maps = {grid: _random_maps(count, grid, seed=index) for index, grid in enumerate([(2, 2), CROSS, (8, 8)])}
+    method = create_method(build_recipe(name), _context(_masks()), None)
+    step = _step((0, 1), maps, prior=False, valid=valid)
+    inside = (step.prediction - step.target)[..., 1:5, 2:7]
+    assert float(method.loss(step).reconstruction) == pytest.approx(float(inside.pow(2).mean()), rel=1e-6)
 
 
 def test_disendiff_binding_and_separation_terms():

@@ -4,20 +4,16 @@ from dataclasses import replace
 
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from attencraft_contract.methods import build_recipe
 from attencraft_core import pipeline
 from attencraft_core.config import TrainingConfig
 from attencraft_core.errors import InvalidInputError
 from attencraft_core.generation import GenerationRequest, generate
-from attencraft_core.images import prepare_image
 from attencraft_core.methods import create_method
-from attencraft_core.methods.base import MethodContext
-from attencraft_core.methods.break_a_scene import BreakAScene
 from attencraft_core.pipeline import ConceptSpec, LearnCallbacks, learn_concepts
 from attencraft_core.prior import MemoryPriorCache, class_latents
-from attencraft_core.training import Trainer
 from tests.core.tiny import changed, state
 
 PRIOR_SAMPLING_STEPS = 2  # class images need not look like anything here: this keeps them cheap
@@ -154,56 +150,6 @@ def test_detaching_the_sot_key_and_value_changes_what_custom_diffusion_trains(ti
     layer = next(iter(tiny.kv_layers))
     assert not torch.equal(runs[0].deltas[layer][0], runs[1].deltas[layer][0])
     assert not tiny.recorder.detach_sot_kv
-
-
-def test_a_flipping_recipe_trains_about_half_its_steps_on_the_mirrored_photo(tiny):
-    """Photo latents +100 and mirrored latents -100: the UNet input's sign shows which one a step noised."""
-    recipe = build_recipe("break_a_scene", steps=8, prior_preservation=False)
-    assert recipe.hflip and recipe.stages[0].steps < 8
-    context = MethodContext(["cat", "dog"], tiny.slot_tokens[:2], tiny.slot_ids[:2], (32, 32), (8, 8), None)
-    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
-    masks[0, :, :8], masks[1, :, 8:] = True, True
-    seen: list[tuple[bool, bool]] = []
-
-    class Spy(BreakAScene):
-        def loss(self, step):
-            seen[-1] = (step.flipped, seen[-1][1])
-            return super().loss(step)
-
-    hook = tiny.pipeline.unet.register_forward_pre_hook(
-        lambda _, args: seen.append((False, bool(args[0][0].mean() < 0)))
-    )
-    photo = torch.full((1, 4, 32, 32), 100.0)
-    identifiers = torch.stack([tiny.initial_identifier(word) for word in ("cat", "dog")])
-    config = TrainingConfig(recipe=recipe, seed=1)
-    method = Spy(recipe, replace(context, masks=masks))
-    with pytest.raises(ValueError, match="mirrored"):
-        Trainer(tiny, method, photo, identifiers, config)
-    trainer = Trainer(tiny, method, photo, identifiers, config, mirrored_latents=-photo)
-    try:
-        for _ in range(8):
-            trainer.step()
-    finally:
-        trainer.close()
-        hook.remove()
-    assert all(flipped == negative for flipped, negative in seen)
-    assert 2 <= sum(flipped for flipped, _ in seen) <= 6
-
-
-def test_learn_concepts_encodes_the_mirrored_photo_for_a_flipping_recipe(tiny, image, halves, monkeypatch):
-    given = []
-
-    class Spy(Trainer):
-        def __init__(self, *args, mirrored_latents=None, **kwargs):
-            given.append(mirrored_latents)
-            super().__init__(*args, mirrored_latents=mirrored_latents, **kwargs)
-
-    monkeypatch.setattr(pipeline, "Trainer", Spy)
-    _train(tiny, image, "break_a_scene", halves, None, steps=2, prior_preservation=False)
-    _train(tiny, image, "textual_localization_hard", halves, None, steps=1, prior_preservation=False)
-    expected = tiny.encode_image(ImageOps.mirror(prepare_image(image, tiny.resolution)))
-    assert torch.equal(given[0], expected)
-    assert given[1] is None  # Textual Localization trains with --noaug and no flip
 
 
 def test_masks_fall_back_to_attention_masks_when_none_are_uploaded(tiny, image, prior_cache):
