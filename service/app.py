@@ -11,6 +11,7 @@ from attencraft_contract.limits import MAX_CONCEPTS
 from service.body_limit import RequestBodyLimit
 from service.db import create_db_engine, create_session_factory
 from service.errors import install_problem_handlers
+from service.event_stream import EventHub
 from service.openapi import install_openapi, operation_id
 from service.prompts import PromptLengthChecker
 from service.queue import JobQueue
@@ -53,6 +54,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.session_factory = create_session_factory(engine)
+    app.state.event_hub = EventHub(app.state.session_factory)
     app.state.store = store or create_store(settings)
     app.state.prompt_lengths = PromptLengthChecker(app.state.store)
     app.state.queue = queue

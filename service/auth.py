@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,9 +46,9 @@ def look_up_tenant(session: Session, key: str) -> TenantRef | None:
     return TenantRef(id=api_key.tenant.id, name=api_key.tenant.name, key_id=api_key.id) if api_key is not None else None
 
 
-def key_is_active(session: Session, key_id: str) -> bool:
-    """Whether the key still exists unrevoked: what a long-lived response (an event stream) checks as it goes."""
-    return session.scalar(select(ApiKey.id).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))) is not None
+def active_key_ids(session: Session, key_ids: Collection[str]) -> set[str]:
+    """Those of the keys that still exist unrevoked: what long-lived responses (event streams) check as they go."""
+    return set(session.scalars(select(ApiKey.id).where(ApiKey.id.in_(key_ids), ApiKey.revoked_at.is_(None))))
 
 
 def get_or_create_tenant(session: Session, name: str) -> Tenant:

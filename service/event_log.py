@@ -5,6 +5,7 @@ the database. Appending first locks the subject's row: one subject's events then
 and a reader that saw id n has seen every earlier event of that subject.
 """
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -35,6 +36,14 @@ def append_generation_event(session: Session, generation_id: str, kind: EventTyp
 def events_after(session: Session, subject_id: str, after: int, limit: int = EVENTS_PER_READ) -> list[Event]:
     """The subject's events with ids above ``after``, oldest first."""
     query = select(Event).where(Event.subject_id == subject_id, Event.id > after).order_by(Event.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def events_of_subjects_after(
+    session: Session, subject_ids: Collection[str], after: int, limit: int = EVENTS_PER_READ
+) -> list[Event]:
+    """The events of these subjects with ids above ``after``, oldest first: one read for many streams."""
+    query = select(Event).where(Event.subject_id.in_(subject_ids), Event.id > after).order_by(Event.id).limit(limit)
     return list(session.scalars(query))
 
 

@@ -216,9 +216,9 @@ def stream_job_events(
     last_event_id: LastEventId = "",
 ) -> EventStreamResponse:
     get_job(session, tenant.id, job_id)
-    session.close()  # the stream reads with short sessions of its own
-    sessions = request.app.state.session_factory
-    return event_stream(sessions, job_id, tenant.key_id, last_event_id, settings.event_keepalive_seconds)
+    session.close()  # the stream reads with short sessions of its own and the process's event hub
+    hub = request.app.state.event_hub
+    return event_stream(hub, job_id, tenant.key_id, last_event_id, settings.event_keepalive_seconds)
 
 
 @router.get(

@@ -6,6 +6,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import boto3
 import httpx
 import psycopg
 import pytest
+import uvicorn
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -195,3 +197,20 @@ def fill(directory: Path) -> None:
     with (directory / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
         while filler.write(b"\0" * 4096):
             pass
+
+
+@contextmanager
+def served_over_http(app: Any, *, backlog: int = 2048) -> Iterator[str]:
+    """Serve the ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=backlog, timeout_keep_alive=60))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            thread.join(10)

@@ -10,15 +10,18 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from service import generation_repository, repository
 from service.auth import revoke_api_key
 from service.db import create_session_factory
+from service.event_stream import POLL_INTERVAL_S
 from service.models import Job, JobStatus, new_id
 from service.settings import Settings
+from tests.service.infrastructure import served_over_http
 from tests.service.job_requests import assert_problem, post_job
 
 LOSS = {"timestep": 7, "loss": 0.5, "reconstruction": 0.4, "attention": 0.1}
@@ -174,6 +177,44 @@ def test_an_open_stream_ends_within_seconds_of_its_key_being_revoked(client: Tes
         closed_after_s = time.monotonic() - revoked
     assert closed_after_s < 5
     assert assert_problem(client.get(path), 401)["code"] == "invalid_api_key"
+
+
+def test_open_streams_share_one_poller_of_the_event_log(client: TestClient, engine: Engine) -> None:
+    streams = 6
+    job_ids = [post_job(client).json()["id"] for _ in range(streams)]
+    following = threading.Barrier(streams + 1)
+    done = threading.Event()
+    reads: list[str] = []
+
+    def follow(base_url: str, job_id: str) -> None:
+        with (
+            httpx.Client(base_url=base_url, headers=client.headers, timeout=30) as http,
+            http.stream("GET", f"/jobs/{job_id}/events") as response,
+        ):
+            lines = response.iter_lines()
+            read_events(lines, until_end=False)  # replayed, now following: keep-alives every 0.3 s
+            following.wait()
+            for _ in lines:
+                if done.is_set():
+                    return
+
+    def count_event_reads(_connection: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM events" in statement:
+            reads.append(statement)
+
+    with served_over_http(client.app) as base_url:
+        followers = [threading.Thread(target=follow, args=(base_url, job_id)) for job_id in job_ids]
+        for follower in followers:
+            follower.start()
+        following.wait(timeout=30)
+        event.listen(engine, "before_cursor_execute", count_event_reads)
+        time.sleep(2)
+        event.remove(engine, "before_cursor_execute", count_event_reads)
+        done.set()
+        for follower in followers:
+            follower.join(10)
+    polls = 2 / POLL_INTERVAL_S
+    assert len(reads) <= polls + 2, f"{len(reads)} reads of the event log in 2 s for {streams} streams"
 
 
 def test_a_generation_streams_started_then_its_end(client: TestClient, engine: Engine) -> None:

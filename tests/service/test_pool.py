@@ -3,14 +3,11 @@ response is serialised, the API-key lookup too, and an exhausted pool is a quick
 
 import asyncio
 import itertools
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -24,6 +21,7 @@ from service.deps import SessionReleasingRoute, get_session
 from service.queue import RecordingJobQueue
 from service.settings import Settings
 from service.storage import LocalDirectoryStore
+from tests.service.infrastructure import served_over_http
 from tests.service.job_requests import image_bytes
 
 CLIENTS = 60
@@ -34,18 +32,8 @@ REQUEST_TIMEOUT_S = 15.0
 
 @pytest.fixture
 def served(app: FastAPI) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=CLIENTS * 2, timeout_keep_alive=60))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    with served_over_http(app, backlog=CLIENTS * 2) as url:
+        yield url
 
 
 @pytest.fixture
