@@ -40,7 +40,10 @@ def train_like_a_worker(engine: Engine, job_id: str, mask_keys: list[str], losse
             repository.record_masks(session, job_id, attempt, mask_keys)
         repository.record_ratios(session, job_id, attempt, [0.75, 0.25])
         repository.enter_stage(session, job_id, JobStatus.TRAINING, {}, attempt=attempt)
-        repository.record_progress(session, job_id, attempt, [], step=4, total=40, eta_seconds=1.0, losses=losses)
+        stage = {"name": "identifiers+kv", "number": 1, "count": 1}
+        repository.record_progress(
+            session, job_id, attempt, [], step=4, total=40, eta_seconds=1.0, losses=losses, training_stage=stage
+        )
         session.commit()
 
 
