@@ -3,6 +3,7 @@ and a scripted webhook receiver."""
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -54,7 +55,8 @@ def attencraft_environment(settings: dict[str, str], **variables: str) -> dict[s
 def cluster_environment(
     *, data_dir: Path, database_url: str, s3: S3Server, storage_url: str, broker_url: str, api_key: str, **settings: str
 ) -> dict[str, str]:
-    """The environment of every process of one cluster: its database, bucket and broker, the tiny model on the CPU."""
+    """The environment of every process of one cluster: its database, bucket and broker, the tiny model on the CPU,
+    a failed worker noticed within seconds, webhooks to loopback retried within seconds; ``settings`` override."""
     return attencraft_environment(
         {
             "data_dir": str(data_dir),
@@ -63,8 +65,15 @@ def cluster_environment(
             "s3_endpoint_url": s3.endpoint_url,
             "broker_url": broker_url,
             "api_key": api_key,
+            "secret_key": secrets.token_hex(16),
             "base_model": "tiny",
             "device": "cpu",
+            "heartbeat_interval_seconds": "0.5",
+            "stale_after_seconds": "5",
+            "sweep_interval_seconds": "0.5",
+            "webhook_allow_loopback": "true",
+            "webhook_timeout_seconds": "2",
+            "webhook_retry_scale": "0.002",
             **settings,
         },
         AWS_ACCESS_KEY_ID=s3.access_key,

@@ -129,14 +129,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             storage_url=f"s3://{bucket}/{store_prefix}",
             broker_url=f"{REDIS_URL}/{redis_db}",
             api_key=api_key,
-            secret_key=secrets.token_hex(16),
             checkpoint_every=str(CHECKPOINT_EVERY),
-            heartbeat_interval_seconds="0.5",
-            stale_after_seconds="5",
-            sweep_interval_seconds="0.5",
-            webhook_allow_loopback="true",
-            webhook_timeout_seconds="2",
-            webhook_retry_scale="0.002",
         )
         stack.callback(redis.Redis.from_url(f"{REDIS_URL}/{redis_db}").flushdb)
         base_url = stack.enter_context(api_server(environment, logs / "api.log"))

@@ -85,15 +85,9 @@ def test_killed_workers_and_a_redis_restart_lose_no_job_and_duplicate_nothing(tm
             storage_url=f"s3://{bucket}/chaos",
             broker_url=f"redis://127.0.0.1:{port}/0",
             api_key=api_key,
-            secret_key=secrets.token_hex(16),
             checkpoint_every=str(CHECKPOINT_EVERY),
-            heartbeat_interval_seconds="0.5",
             stale_after_seconds="4",
-            sweep_interval_seconds="0.5",
             max_attempts="20",  # workers die here by the test's hand, not because of their job
-            webhook_allow_loopback="true",
-            webhook_timeout_seconds="2",
-            webhook_retry_scale="0.002",
         )
         (tmp_path / "redis").mkdir()
         broker = stack.enter_context(redis_server(tmp_path / "redis", port))
