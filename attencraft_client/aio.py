@@ -119,10 +119,18 @@ class AsyncClient:
         initializers: Sequence[str] | None = None,
         masks: Sequence[calls.ImageInput] | None = None,
         webhook_url: str | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> AsyncJob:
         request = calls.create_job_request(
-            self.http, image, concepts, initializers=initializers, masks=masks, webhook_url=webhook_url, options=options
+            self.http,
+            image,
+            concepts,
+            initializers=initializers,
+            masks=masks,
+            webhook_url=webhook_url,
+            options=options,
+            idempotency_key=idempotency_key,
         )
         return AsyncJob(self, calls.parsed(await self._send(request), JobOut))
 
@@ -168,12 +176,15 @@ class AsyncClient:
         concept_ids: Sequence[str] | None = None,
         negative_prompt: str = "",
         seed: int | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> Generation:
         data_of_job = job.data if isinstance(job, AsyncJob) else (await self.get_job(job)).data
         ids = list(concept_ids or [concept.id for concept in data_of_job.concepts])
         fields = {"negative_prompt": negative_prompt, "seed": seed, **options}
-        request = calls.generate_request(self.http, ids, prompt, wait_s=GENERATION_WAIT_S, fields=fields)
+        request = calls.generate_request(
+            self.http, ids, prompt, wait_s=GENERATION_WAIT_S, fields=fields, idempotency_key=idempotency_key
+        )
         data = calls.parsed(await self._send(request), GenerationOut)
         while not data.status.is_terminal:
             await asyncio.sleep(POLL_INTERVAL_S)

@@ -53,6 +53,7 @@ def create_job_request(
     masks: Sequence[ImageInput] | None,
     webhook_url: str | None,
     options: dict[str, Any],
+    idempotency_key: str | None,
 ) -> httpx.Request:
     """POST /jobs; the options are checked here with the contract's rules, the rest by the server."""
     checked_options = job_options(options)
@@ -63,7 +64,12 @@ def create_job_request(
     if webhook_url is not None:
         data["webhook_url"] = webhook_url
     files = [_file_part("image", image)] + [_file_part("masks", mask) for mask in masks or []]
-    return http.build_request("POST", "/jobs", data=data, files=files)
+    return http.build_request("POST", "/jobs", data=data, files=files, headers=idempotency_header(idempotency_key))
+
+
+def idempotency_header(key: str | None) -> dict[str, str]:
+    """A retry of a creating request with the same key gets what the first one created (for 24 hours)."""
+    return {"Idempotency-Key": key} if key is not None else {}
 
 
 def list_jobs_request(
@@ -80,9 +86,10 @@ def generate_request(
     *,
     wait_s: int,
     fields: dict[str, Any],
+    idempotency_key: str | None,
 ) -> httpx.Request:
     body = validated_options(GenerateRequest, {"concept_ids": list(concept_ids), "prompt": prompt, **fields})
-    headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
+    headers = ({"Prefer": f"wait={wait_s}"} if wait_s else {}) | idempotency_header(idempotency_key)
     return http.build_request(
         "POST",
         "/generate",

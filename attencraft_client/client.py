@@ -154,12 +154,23 @@ class Client:
         initializers: Sequence[str] | None = None,
         masks: Sequence[calls.ImageInput] | None = None,
         webhook_url: str | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> Job:
         """Submit a photo and its concept names; ``options`` are JobOptions: steps, seed, fit, method,
-        preset, prior_preservation, prior_images, and AttenCraft's ablations ratios, multi_concept_loss, omega."""
+        preset, prior_preservation, prior_images, and AttenCraft's ablations ratios, multi_concept_loss, omega.
+
+        ``idempotency_key`` (a UUID per intended job, say): a retry with the same key and request, after a timeout
+        or a lost connection, returns the job the first call created instead of a second one (for 24 hours)."""
         request = calls.create_job_request(
-            self.http, image, concepts, initializers=initializers, masks=masks, webhook_url=webhook_url, options=options
+            self.http,
+            image,
+            concepts,
+            initializers=initializers,
+            masks=masks,
+            webhook_url=webhook_url,
+            options=options,
+            idempotency_key=idempotency_key,
         )
         return Job(self, calls.parsed(self._send(request), JobOut))
 
@@ -218,15 +229,19 @@ class Client:
         concept_ids: Sequence[str] | None = None,
         negative_prompt: str = "",
         seed: int | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> Generation:
-        """Draw ``prompt`` with the job's concepts (or the given ones) and wait for the images.
+        """Draw ``prompt`` with the job's concepts (or the given ones) and wait for the images; a retry with the
+        same ``idempotency_key`` gets the first call's generation, as create_job.
 
         ``options`` are GenerationOptions: num_images, steps, guidance_scale, width, height, scheduler.
         """
         ids = list(concept_ids or [concept.id for concept in self._job_data(job).concepts])
         fields = {"negative_prompt": negative_prompt, "seed": seed, **options}
-        request = calls.generate_request(self.http, ids, prompt, wait_s=GENERATION_WAIT_S, fields=fields)
+        request = calls.generate_request(
+            self.http, ids, prompt, wait_s=GENERATION_WAIT_S, fields=fields, idempotency_key=idempotency_key
+        )
         data = calls.parsed(self._send(request), GenerationOut)
         while not data.status.is_terminal:
             data = self.get_generation(data.id)

@@ -190,6 +190,24 @@ def test_the_remote_commands(server: Server, trained: Trained, photo: Path, tmp_
     assert Image.open(out).size == (64, 64)
 
 
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_job_and_generation(
+    server: Server, photo: Path, trained: Trained
+) -> None:
+    with Client(server.url, server.key) as client:
+        first = client.create_job(photo, ["ball", "box"], steps=2000, idempotency_key="client-retry-job")
+        retried = client.create_job(photo, ["ball", "box"], steps=2000, idempotency_key="client-retry-job")
+        assert retried.id == first.id
+        client.cancel(first.id)
+        drawn = [
+            client.generate(trained.job_id, "a <ball>", steps=1, width=64, height=64, idempotency_key="client-retry")
+            for _ in range(2)
+        ]
+        assert drawn[0].id == drawn[1].id
+        with pytest.raises(ApiError) as reused:
+            client.generate(trained.job_id, "a <box>", steps=1, width=64, height=64, idempotency_key="client-retry")
+        assert reused.value.code == "idempotency_key_reused"
+
+
 def test_the_async_client(server: Server, photo: Path, trained: Trained) -> None:
     async def flow() -> None:
         async with AsyncClient(server.url, server.key) as client:
