@@ -18,13 +18,11 @@ from attencraft_contract.methods import build_recipe
 from attencraft_core.augmentation import TrainingPhoto
 from attencraft_core.config import TrainingConfig
 from attencraft_core.methods import create_method
-from attencraft_core.methods.base import MethodContext
 from attencraft_core.model_spec import Precision, RunOptions
 from attencraft_core.models import BaseModel, load_base_model
-from attencraft_core.training import PriorImages, Trainer
+from attencraft_core.training import Trainer
+from benchmarks.method_steps import random_prior, two_concepts
 from benchmarks.paired import interleaved, timed
-
-CLASS_IMAGES = 2
 
 
 class ReencodingTrainer(Trainer):
@@ -41,23 +39,11 @@ class ReencodingTrainer(Trainer):
 
 def custom_diffusion_trainer(model: BaseModel) -> ReencodingTrainer:
     recipe = build_recipe("custom_diffusion")
-    context = MethodContext(
-        class_names=["cat", "dog"],
-        tokens=model.slot_tokens[:2],
-        token_ids=model.slot_ids[:2],
-        latent_size=model.latent_size,
-        cross_grid=model.attention_grids.cross,
-        masks=None,
-    )
+    context = two_concepts(model, masks=None)
     method = create_method(recipe, context, None)
     photo = two_object_photo(model.resolution)
     latents = model.encode_image(photo)
-    generator = torch.Generator().manual_seed(0)
-    prompts = method.prior_prompts()
-    prior = PriorImages(
-        latents=[torch.randn(CLASS_IMAGES, *latents.shape[1:], generator=generator) for _ in prompts],
-        prompt_ids=[model.prompt_ids(prompt) for prompt in prompts],
-    )
+    prior = random_prior(model, method.prior_prompts(), latents.shape[1:])
     identifiers = torch.stack([model.initial_identifier(word) for word in ("ktn", "pll")])
     training_photo = TrainingPhoto(model, photo, latents, recipe)
     return ReencodingTrainer(model, method, training_photo, identifiers, TrainingConfig(recipe=recipe), prior)

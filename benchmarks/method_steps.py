@@ -46,25 +46,34 @@ def halves(model: BaseModel) -> torch.Tensor:
     return masks
 
 
-def trainer_for(model: BaseModel, method: Method, photo: Image.Image, latents: torch.Tensor) -> Trainer:
-    recipe = build_recipe(method)
-    context = MethodContext(
+def two_concepts(model: BaseModel, masks: torch.Tensor | None) -> MethodContext:
+    """A cat and a dog on the model's grids."""
+    return MethodContext(
         class_names=["cat", "dog"],
         tokens=model.slot_tokens[:2],
         token_ids=model.slot_ids[:2],
         latent_size=model.latent_size,
         cross_grid=model.attention_grids.cross,
-        masks=halves(model),
+        masks=masks,
     )
+
+
+def random_prior(model: BaseModel, prompts: list[str], latent_shape: torch.Size) -> PriorImages:
+    """CLASS_IMAGES random latents per class prompt: class images' generation is a one-off, cached across jobs."""
+    generator = torch.Generator().manual_seed(0)
+    return PriorImages(
+        latents=[torch.randn(CLASS_IMAGES, *latent_shape, generator=generator) for _ in prompts],
+        prompt_ids=[model.prompt_ids(prompt) for prompt in prompts],
+    )
+
+
+def trainer_for(model: BaseModel, method: Method, photo: Image.Image, latents: torch.Tensor) -> Trainer:
+    recipe = build_recipe(method)
+    context = two_concepts(model, halves(model))
     training_method = create_method(recipe, context, torch.tensor([0.5, 0.5]))
     prior = None
     if recipe.prior_preservation:
-        generator = torch.Generator().manual_seed(0)
-        prompts = training_method.prior_prompts()
-        prior = PriorImages(
-            latents=[torch.randn(CLASS_IMAGES, *latents.shape[1:], generator=generator) for _ in prompts],
-            prompt_ids=[model.prompt_ids(prompt) for prompt in prompts],
-        )
+        prior = random_prior(model, training_method.prior_prompts(), latents.shape[1:])
     identifiers = torch.stack([model.initial_identifier(word) for word in ("cat", "dog")])
     # Break-a-Scene's first stage trains no K/V: time its second stage, the one that does (stage 1 is cheaper).
     recipe = replace(recipe, stages=recipe.stages[-1:])
