@@ -296,6 +296,24 @@ def requeue_interrupted_jobs(session: Session, *, max_attempts: int) -> list[str
     return _requeue_or_give_up(session, true(), max_attempts)
 
 
+def touch_long_queued_jobs(session: Session, cutoff: datetime) -> list[str]:
+    """Jobs queued (or last sent) before cutoff and still unclaimed, marked sent again now: their message may be
+    lost (a worker killed while holding it, or an API process that died between its commit and its send), so the
+    caller sends it again. A duplicate message is harmless: only one claim of a queued job wins."""
+    is_waiting = and_(Job.status == JobStatus.QUEUED, Job.updated_at < cutoff)
+    return [
+        job_id
+        for job_id in session.scalars(select(Job.id).where(is_waiting).order_by(Job.created_at))
+        if session.execute(
+            update(Job)
+            .where(Job.id == job_id, is_waiting)
+            .values(updated_at=utc_now())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    ]
+
+
 def _requeue_or_give_up(session: Session, condition: ColumnElement[bool], max_attempts: int) -> list[str]:
     is_orphaned = and_(Job.status.in_(list(RUNNING_STATUSES)), condition)
     requeued = []

@@ -1,9 +1,10 @@
 """A periodic sweep in each worker process (and in the embedded API): the work no message announces.
 
 Jobs whose heartbeat went stale (their worker died: kill -9, OOM, node loss) go back to queued, keeping their
-checkpoint, and are sent again; generations whose heartbeat went stale fail ``worker_lost``; webhook deliveries
-whose next attempt is due are handed to a sender; expired idempotency keys are deleted. Every sweep claims with
-conditional updates, so any number of processes may sweep the same database.
+checkpoint, and are sent again, as are jobs left queued as long (their message may have died with a worker);
+generations whose heartbeat went stale fail ``worker_lost``; webhook deliveries whose next attempt is due are
+handed to a sender; expired idempotency keys are deleted. Every sweep claims with conditional updates, so any
+number of processes may sweep the same database.
 """
 
 import logging
@@ -58,6 +59,9 @@ class Sweeper:
                 )
                 for job_id in requeued:
                     logger.warning("job %s went stale: sending it again, to resume from its last checkpoint", job_id)
+                    self._submit_job(job_id)
+                for job_id in repository.touch_long_queued_jobs(session, stale_cutoff):
+                    logger.warning("job %s has waited unclaimed: sending it again, its message may be lost", job_id)
                     self._submit_job(job_id)
                 # After the sends: a failed send rolls the requeue back, so the next sweep tries again. A worker
                 # that gets the message first blocks on the row lock, then claims the committed, queued row.
