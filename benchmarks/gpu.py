@@ -1,9 +1,10 @@
 """The GPU check, in one go: a job's stages and peak memory, and generation speed, on sd21-random at 512 px.
 
 (a) one job per method, 300 steps each: AttenCraft (mask + ratio + train + save) and Custom Diffusion, the baseline
-    (class images + train + save): seconds per stage and peak memory above the loaded model (CUDA: allocated
-    tensors; CPU: resident set); (b) 50-step generation at the model's resolution, batch 1 and 4, eager and with
-    torch.compile, with each job's concept set applied. Prints one table and writes it as JSON.
+    (class images + train + save): seconds per stage and peak memory of tensors above the loaded model (CUDA's
+    allocator; on a CPU torch's profiler: benchmarks/peak_memory.py); (b) 50-step generation at the model's
+    resolution, batch 1 and 4, eager and with torch.compile, with each job's concept set applied. Prints one table
+    and writes it as JSON.
 Custom Diffusion's recipe generates 200 class images per concept (50 steps each, cached across jobs in service);
 here it generates 8 (`Plan.prior_images`) so the run fits in minutes: "prior" is that one-off cost for them.
 Runs from benchmarks/gpu.sh; `--quick` runs the same code on the CPU with the tiny model and few steps (no
