@@ -26,7 +26,7 @@ from attencraft_core.training import StepRecord, TrainingCheckpoint
 from service import repository
 from service.models import Job, JobStatus, utc_now
 from service.prompts import TOKENIZER_ARTIFACT
-from service.storage import ObjectStore, StorageFull, StorageUnavailable, StoredObject
+from service.storage import ObjectMissing, ObjectStore, StorageFull, StorageUnavailable, StoredObject
 from service.storage.layout import checkpoints_prefix, job_prefix
 from worker.heartbeat import Heartbeat
 from worker.prior_cache import StorePriorCache
@@ -257,7 +257,7 @@ class JobRunner:
     def _train_and_store(self, job: JobInput, reporter: JobReporter, checkpoint_key: str | None) -> None:
         image = self._read_image(job.image_key)  # the core applies EXIF orientation and converts to RGB
         user_masks = [self._read_image(key) for key in job.user_mask_keys] or None
-        resume = TrainingCheckpoint.from_bytes(self.store.read_bytes(checkpoint_key)) if checkpoint_key else None
+        resume = self._read_checkpoint(checkpoint_key, reporter) if checkpoint_key else None
         if reporter.attempt > 1:  # a previous attempt died: its masks are recomputed, partial artifacts rewritten
             self._remove_outputs(job, include_masks=True)
         if resume is not None:
@@ -281,6 +281,9 @@ class JobRunner:
             ]
             stored += self._store_generation_aids(job, model, concept_set, Path(scratch))
         reporter.finish_open_stages()
+        # Before the success is committed: a worker killed after that commit would leave the checkpoints forever;
+        # killed before it, the next attempt finds no checkpoint and trains from the start.
+        self._remove_checkpoints(job)
         with self.sessions() as session:
             won = repository.finish_job(
                 session, job.job_id, job.tenant_id, stored, reporter.stage_timings, attempt=reporter.attempt
@@ -288,7 +291,16 @@ class JobRunner:
             session.commit()
         if not won:
             raise TrainingCanceled()
-        self._remove_checkpoints(job)
+
+    def _read_checkpoint(self, key: str, reporter: JobReporter) -> TrainingCheckpoint | None:
+        """The checkpoint to resume from; None when it is gone (the previous attempt removed it as it finished, then
+        died before recording the success): this attempt trains from the start."""
+        try:
+            return TrainingCheckpoint.from_bytes(self.store.read_bytes(key))
+        except ObjectMissing:
+            logger.warning("checkpoint %s is gone; job %s trains from the start", key, reporter.job.job_id)
+            reporter.runs[-1]["from_step"] = reporter.runs[-1]["to_step"] = 0
+            return None
 
     def _store_generation_aids(
         self, job: JobInput, model: BaseModel, concept_set: ConceptSet, scratch: Path

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -244,3 +245,43 @@ def test_a_job_whose_s3_store_goes_away_fails_storage_unavailable_with_a_sentenc
     job = _job(sessions, job_id)
     assert (job.status, job.error_code) == (JobStatus.FAILED, "storage_unavailable")
     assert job.error_message == STORAGE_UNAVAILABLE_MESSAGE
+
+
+def test_checkpoints_are_removed_before_the_success_is_recorded(
+    sessions: sessionmaker[Session], store: LocalDirectoryStore, tiny_model: BaseModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed between the two would otherwise leave the checkpoints in the store for good."""
+    finish_job = repository.finish_job
+    left_at_success: list[Path] = []
+
+    def finish_noting_checkpoints(*args: Any, **kwargs: Any) -> bool:
+        left_at_success.extend(path for path in store.root.rglob("*.pt"))
+        return finish_job(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "finish_job", finish_noting_checkpoints)
+    job_id = insert_queued_job(sessions, store)
+    JobRunner(sessions, store, lambda: tiny_model, checkpoint_every=2).run(job_id)
+
+    assert _job(sessions, job_id).status == JobStatus.SUCCEEDED
+    assert left_at_success == []
+
+
+def test_an_attempt_whose_checkpoint_is_gone_trains_from_the_start(
+    sessions: sessionmaker[Session], store: LocalDirectoryStore, tiny_model: BaseModel, queued_job: Callable[..., str]
+) -> None:
+    job_id = queued_job()
+    with sessions() as session:  # attempt 1 recorded a checkpoint, removed it as it finished, and died
+        assert repository.claim_job(session, job_id) == 1
+        runs = [{"attempt": 1, "from_step": 0, "to_step": 4}]
+        assert (
+            repository.record_checkpoint(session, job_id, 1, "tenants/x/jobs/y/checkpoints/1-000004.pt", 4, runs)
+            is None
+        )
+        assert repository.requeue_stale_jobs(session, utc_now() + timedelta(seconds=1), max_attempts=3) == [job_id]
+        session.commit()
+
+    JobRunner(sessions, store, lambda: tiny_model).run(job_id)
+
+    job = _job(sessions, job_id)
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+    assert job.runs[-1] == {"attempt": 2, "from_step": 0, "to_step": TRAIN_STEPS}
