@@ -7,8 +7,8 @@ GET /jobs/{id} of the training job in a closed loop, and every 20th request subm
 once. Each level prints throughput, p50/p99/max latency, the longest gap without any completed request, the
 statuses other than 2xx, and the training's step rate under that load as a ratio of the baseline.
 
-    python benchmarks/load_while_training.py                        # 50, 100 and 200 clients, both databases
-    python benchmarks/load_while_training.py --clients 200 --seconds 20 --databases sqlite
+    python -m benchmarks.load_while_training                        # 50, 100 and 200 clients, both databases
+    python -m benchmarks.load_while_training --clients 200 --seconds 20 --databases sqlite
 """
 
 import argparse
