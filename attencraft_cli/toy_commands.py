@@ -124,25 +124,27 @@ def run_judge(arguments: argparse.Namespace) -> int:
 
 
 def run_train_model(arguments: argparse.Namespace) -> int:
+    from attencraft_core.model_spec import model_folder
+
+    start_from = None
+    if arguments.start_from is not None:
+        start_from = model_folder(arguments.start_from)
+        if start_from is None or not (start_from / "unet").is_dir():
+            raise CommandError(f"{arguments.start_from} is not a saved toy model (it has no unet folder).")
+
     import torch
 
-    from attencraft_core.model_spec import BUILTIN_FOLDERS
     from toyworld.base_model import ToyTrainingConfig, train_toy_model
 
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
-    start_from = None if arguments.start_from is None else BUILTIN_FOLDERS.get(arguments.start_from)
-    if arguments.start_from is not None and start_from is None:
-        start_from = Path(arguments.start_from).resolve()
-    if start_from is not None and not (start_from / "unet").is_dir():
-        raise CommandError(f"{arguments.start_from} is not a saved toy model (it has no unet folder).")
     try:
         config = ToyTrainingConfig(
             steps=arguments.steps,
             learning_rate=arguments.learning_rate,
             seed=arguments.seed,
             object_count_weights=tuple(arguments.scene_mix),
-            start_from=None if start_from is None else str(start_from),
+            start_from=None if start_from is None else str(start_from.resolve()),
         )
     except ValueError as error:
         raise CommandError(f"The training settings are invalid: {error}.") from error
