@@ -167,20 +167,25 @@ def test_cancel_mid_training_leaves_no_artifacts(server: Server) -> None:
     assert [path.name for path in job_files] == ["image.jpg"]
 
 
-def test_demo_learns_a_toy_scene_draws_it_and_reads_the_pictures_with_the_oracle(tmp_path: Path) -> None:
+def run_demo(cwd: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`attencraft demo` in a fresh process, on the CPU, with no ATTENCRAFT_ setting of the caller's."""
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("ATTENCRAFT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "attencraft_cli.main", "demo", *arguments],
+        cwd=cwd,
+        env={**inherited, "ATTENCRAFT_DEVICE": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_demo_learns_a_toy_scene_draws_it_and_reads_the_pictures_with_the_oracle(tmp_path: Path) -> None:
     with socket.socket() as taken:  # the demo's port is in use: it must move to a free one, not hang
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "attencraft_cli.main", "demo", "--steps", "4", "--port", str(port)],
-            cwd=tmp_path,
-            env={**inherited, "ATTENCRAFT_DEVICE": "cpu"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = run_demo(tmp_path, "--steps", "4", "--port", str(port))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Port {port} is in use; the demo uses port" in result.stderr
@@ -200,15 +205,7 @@ def test_demo_learns_a_toy_scene_draws_it_and_reads_the_pictures_with_the_oracle
 
 
 def test_demo_on_another_base_model_learns_the_synthetic_photo(tmp_path: Path) -> None:
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith("ATTENCRAFT_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "attencraft_cli.main", "demo", "--model", "tiny", "--steps", "2", "--port", "0"],
-        cwd=tmp_path,
-        env={**inherited, "ATTENCRAFT_DEVICE": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_demo(tmp_path, "--model", "tiny", "--steps", "2", "--port", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "learn <ball> and <box> from a generated photo" in result.stdout
     assert "Generated pictures" in result.stdout and "oracle" not in result.stdout
