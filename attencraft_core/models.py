@@ -39,6 +39,7 @@ from attencraft_core.model_spec import (
     RunOptions,
     check_device_name,
     check_model_spec,
+    model_folder,
 )
 from attencraft_core.tokenizer_files import write_clip_tokenizer_files
 from attencraft_core.tokens import IdentifierEmbedding, class_name_embedding, slot_token_strings
@@ -168,15 +169,15 @@ def _load_pipeline(spec: str, revision: str | None, resolution: int | None) -> S
         return build_builtin_pipeline(spec, resolution=resolution)
     if resolution is not None:
         raise InvalidInputError(f"Only a built-in model ({', '.join(_BUILT_IN)}) can be built at another resolution.")
-    local = BUILTIN_FOLDERS.get(spec, Path(spec).expanduser())
+    local = model_folder(spec)
     try:
         return StableDiffusionPipeline.from_pretrained(
-            str(local) if local.is_dir() else spec,
+            spec if local is None else str(local),
             revision=revision,
             torch_dtype=torch.float32,
             safety_checker=None,
             requires_safety_checker=False,
-            local_files_only=local.is_dir(),
+            local_files_only=local is not None,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # a broken folder or config
         raise ModelLoadError(
@@ -193,8 +194,9 @@ class ModelSettings:
 
 
 def read_model_settings(spec: str) -> ModelSettings:
-    settings_file = BUILTIN_FOLDERS.get(spec, Path(spec).expanduser()) / MODEL_SETTINGS_FILE
-    if not settings_file.is_file():
+    folder = model_folder(spec)
+    settings_file = None if folder is None else folder / MODEL_SETTINGS_FILE
+    if settings_file is None or not settings_file.is_file():
         return ModelSettings()
     try:
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
