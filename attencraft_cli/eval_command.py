@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attencraft_cli.errors import CommandError
-from attencraft_cli.parsing import command, positive_int
+from attencraft_cli.parsing import command, non_negative_int, positive_int
 from attencraft_contract.methods import Preset
 from attencraft_contract.models import Scheduler
 from attencraft_core.model_spec import check_device_name, check_model_spec
@@ -35,10 +35,6 @@ RUN_FILE = "run.json"
 TOY = "toy"
 TOY_SCENES = 15  # as many as the paper's datasets
 SERVICE_PARALLEL = 8  # cells in flight on a deployment: enough to keep several GPU workers busy
-
-
-def non_negative(text: str) -> int:
-    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def add_eval_command(subparsers: Any) -> None:
@@ -97,7 +93,7 @@ def add_eval_command(subparsers: Any) -> None:
     parser.add_argument("--guidance", type=float, default=7.5, help="guidance scale")
     parser.add_argument("--scheduler", choices=[s.value for s in Scheduler], default=Scheduler.PNDM.value)
     parser.add_argument(
-        "--curve-every", type=non_negative, default=100, help="learning-curve point every K steps (0: none)"
+        "--curve-every", type=non_negative_int, default=100, help="learning-curve point every K steps (0: none)"
     )
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP encoder: a hub id or a local folder")
     parser.add_argument("--dino", default=DEFAULT_DINO, help="DINOv2 encoder: a hub id or a local folder")

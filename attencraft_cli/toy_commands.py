@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from attencraft_cli.errors import CommandError
-from attencraft_cli.parsing import command, positive_int
+from attencraft_cli.parsing import command, non_negative_int, positive_int
 
 
 def add_toy_commands(subparsers: Any) -> None:
@@ -72,6 +72,12 @@ def add_toy_commands(subparsers: Any) -> None:
     assess.add_argument("--model", default="toy", help="toy or a diffusers folder trained on toy scenes")
     assess.add_argument("--scenes", type=positive_int, default=30, help="held-out scenes to measure on")
     assess.add_argument("--samples", type=positive_int, default=4, help="pictures drawn per prompt and scene")
+    assess.add_argument(
+        "--walk-steps",
+        type=non_negative_int,
+        default=None,
+        help="Eq. 3's τ for the masks (default: the model's own, from its attencraft.json; the paper's is 4)",
+    )
     assess.set_defaults(handler=run_assess)
 
 
@@ -162,6 +168,7 @@ def run_assess(arguments: argparse.Namespace) -> int:
     model = load_base_model(arguments.model, device="cpu")
     if model.resolution != 32:
         raise CommandError(f"{arguments.model} draws {model.resolution} px pictures; toy scenes are 32 px.")
-    for line in assess_base_model(model, held_out_scenes(arguments.scenes), arguments.samples).lines():
+    scenes = held_out_scenes(arguments.scenes)
+    for line in assess_base_model(model, scenes, arguments.samples, walk_steps=arguments.walk_steps).lines():
         print(line)
     return 0

@@ -10,7 +10,9 @@ class MaskConfig:
     """Attention-guided mask creation, paper Eq. 3-4 (SPEC 2.3)."""
 
     upsilon: float = 2.0  # Eq. 3: cross-attention suppression exponent, Â_C = (A_C)^υ
-    tau: int = 4  # Eq. 3: self-attention enhancement, A_C^S = (A_S)^τ · vec(Â_C)
+    # Eq. 3: self-attention enhancement, A_C^S = (A_S)^τ · vec(Â_C); None takes the base model's τ
+    # (models.ModelSettings: the paper's 4 on SD's 32x32 grid unless the model's attencraft.json gives its own)
+    tau: int | None = None
     gamma: float = 0.1  # Eq. 4: delta-masking margin, M_i(p) = 1 iff A_i(p) − A_j(p) > γ for all j ≠ i
     max_timestep: int = 300  # t ~ U[0, 300) of the 1000-step schedule for the single mask forward pass
     min_area_fraction: float = 0.005  # a mask below 0.5 % of the image means the concept was not localised

@@ -191,6 +191,9 @@ class ModelSettings:
     """What a base model folder may say about itself in its attencraft.json; Stable Diffusion's without one."""
 
     attention_grids: AttentionGrids | None = None  # None: SD's, from the latent size
+    # Eq. 3's τ, the random walk's length in patches of the self-attention grid: the paper's 4 on SD's 32x32 grid.
+    # A model whose grid is coarser against its objects may give a shorter walk that spreads as far over the image.
+    random_walk_steps: int = 4
 
 
 def read_model_settings(spec: str) -> ModelSettings:
@@ -201,8 +204,12 @@ def read_model_settings(spec: str) -> ModelSettings:
     try:
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
         grids = settings.get("attention_grids")
+        walk_steps = settings.get("random_walk_steps", ModelSettings.random_walk_steps)
+        if not isinstance(walk_steps, int) or isinstance(walk_steps, bool) or walk_steps < 0:
+            raise ValueError(f"random_walk_steps must be a whole number of steps, 0 or more, not {walk_steps!r}")
         return ModelSettings(
             attention_grids=grids and AttentionGrids(tuple(grids["cross"]), tuple(grids["self_attention"])),
+            random_walk_steps=walk_steps,
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ModelLoadError(f"{settings_file} is not a valid {MODEL_SETTINGS_FILE} ({error}).") from error
@@ -254,6 +261,7 @@ class BaseModel:
         self.device = device
         settings = settings or ModelSettings()
         self.attention_grids = settings.attention_grids or AttentionGrids.stable_diffusion(self.latent_size)
+        self.random_walk_steps = settings.random_walk_steps
         pipeline.set_progress_bar_config(disable=True)
         for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
             module.requires_grad_(False).eval()

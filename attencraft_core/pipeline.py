@@ -143,13 +143,14 @@ def create_masks(
     Retries other timesteps when a concept is not localised, then fails naming the concept.
     """
     generator = torch.Generator().manual_seed(seed)
+    walk_steps = model.random_walk_steps if config.tau is None else config.tau
     best: torch.Tensor | None = None
     for _ in range(config.attempts):
         timestep = torch.randint(0, config.max_timestep, (1,), generator=generator)
         cross, self_attention = record_attention(
             model, latents, timestep, prompt_ids, len(names), generator, with_self_attention=True
         )
-        heatmaps = attention_heatmaps(cross[0], self_attention[0], upsilon=config.upsilon, tau=config.tau)
+        heatmaps = attention_heatmaps(cross[0], self_attention[0], upsilon=config.upsilon, tau=walk_steps)
         masks = winner_masks(heatmaps.after, config.gamma)
         if localized(masks, config):
             return masks.cpu(), AttentionHeatmaps(before=heatmaps.before.cpu(), after=heatmaps.after.cpu())

@@ -33,6 +33,10 @@ CARRIER = 100.0  # constant channels that pin each GroupNorm group's mean to 0 a
 SILU_OFFSET = 20.0  # SiLU(x + 20) = x + 20 to fp32 precision for |x| of a few units
 TEXT_WIDTH = 64
 ATTENTION_GRIDS = {"cross": [16, 16], "self_attention": [16, 16]}
+# Eq. 3's τ on the 16x16 self-attention grid: a patch here is 2 pixels of a 5-8 pixel object, twice as wide against
+# the objects as a patch of SD's 32x32 grid against a photo's, so half the paper's 4 steps spread about as far. With
+# 4 steps the walk carries a class word's map over the background and over a neighbour of the same shape (README).
+RANDOM_WALK_STEPS = 2
 CAPTION_DROPOUT = 0.1
 
 
@@ -159,7 +163,8 @@ def save_toy_model(pipeline: StableDiffusionPipeline, out: Path) -> None:
     for part in ("unet", "text_encoder"):
         getattr(pipeline, part).to(torch.float16).save_pretrained(out / part, safe_serialization=True)
         getattr(pipeline, part).to(torch.float32)
-    (out / MODEL_SETTINGS_FILE).write_text(json.dumps({"attention_grids": ATTENTION_GRIDS}, indent=2) + "\n")
+    settings = {"attention_grids": ATTENTION_GRIDS, "random_walk_steps": RANDOM_WALK_STEPS}
+    (out / MODEL_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def test_wrong_toy_arguments_get_one_sentence_and_exit_code_2(tmp_path):
         ("toy", "train-model", "--out", "o", "--work", "w", "--scene-mix", "0.5", "0.5", "0.5"),
         ("toy", "train-model", "--out", "o", "--work", "w", "--start-from", str(tmp_path)),
         ("toy", "assess", "--model", "no/such/folder/x"),
+        ("toy", "assess", "--walk-steps", "-1"),
     ):
         run = attencraft(*arguments, cwd=tmp_path)
         assert run.returncode == 2, (arguments, run.stderr)
@@ -41,6 +42,12 @@ def test_assess_prints_the_base_models_figures_over_the_scenes_and_samples_asked
     run = attencraft("toy", "assess", "--scenes", "2", "--samples", "2", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     masks_line, samples_line = run.stdout.strip().splitlines()
-    assert masks_line.startswith("stage-one mask IoU over 2 scenes: first concept 0.")
+    assert masks_line.startswith("stage-one mask IoU over 2 scenes (random walk of 2 steps): first concept 0.")
     assert "a concept not localised in 0 scenes" in masks_line
     assert samples_line.startswith("samples showing their class (2 per prompt): ")
+
+
+def test_assess_makes_the_masks_with_the_walk_length_asked(tmp_path):
+    run = attencraft("toy", "assess", "--scenes", "1", "--samples", "1", "--walk-steps", "4", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("stage-one mask IoU over 1 scenes (random walk of 4 steps): ")

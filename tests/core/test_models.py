@@ -53,6 +53,18 @@ def test_a_folder_names_the_attention_grids_its_masks_use(tmp_path, tiny):
         assert loaded.recorder.self_attention().shape == (1, 256, 256)
 
 
+def test_a_folder_may_give_the_random_walk_length_of_its_grid(tmp_path):
+    folder = tmp_path / "tiny-sd"
+    build_builtin_pipeline("tiny").save_pretrained(folder)
+    assert load_base_model(str(folder), device="cpu").random_walk_steps == 4  # the paper's τ
+    (folder / MODEL_SETTINGS_FILE).write_text('{"random_walk_steps": 2}')
+    assert load_base_model(str(folder), device="cpu").random_walk_steps == 2
+    for wrong in ('"two"', "-1", "true", "2.5"):
+        (folder / MODEL_SETTINGS_FILE).write_text(f'{{"random_walk_steps": {wrong}}}')
+        with pytest.raises(ModelLoadError, match=r"not a valid attencraft\.json .*random_walk_steps"):
+            load_base_model(str(folder), device="cpu")
+
+
 def test_a_broken_model_settings_file_is_a_clear_error(tmp_path):
     folder = tmp_path / "tiny-sd"
     build_builtin_pipeline("tiny").save_pretrained(folder)

@@ -9,6 +9,7 @@ from attencraft_core.model_spec import BUILTIN_FOLDERS, TOY
 from attencraft_core.models import load_base_model
 from toyworld.base_model import (
     LATENT_SCALE,
+    RANDOM_WALK_STEPS,
     ToyModelTrainer,
     ToyTrainingConfig,
     build_untrained_pipeline,
@@ -89,6 +90,7 @@ def test_a_saved_toy_model_loads_as_a_local_diffusers_folder_with_its_attention_
     model = load_base_model(str(tmp_path / "model"), device="cpu")
     assert model.resolution == 32
     assert model.attention_grids.cross == (16, 16)
+    assert model.random_walk_steps == RANDOM_WALK_STEPS
     assert model.pipeline.vae.config.scaling_factor == pytest.approx(LATENT_SCALE)
     pixels = scene_pixels(1)
     image = held_out_scenes(1)[0].image
