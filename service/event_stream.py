@@ -110,6 +110,8 @@ class EventHub:
         while self._subscriptions:
             await anyio.sleep(POLL_INTERVAL_S)
             subscriptions = list(self._subscriptions)
+            if not subscriptions:  # the last stream closed during the sleep
+                break
             recheck = time.monotonic() - key_checked >= KEY_RECHECK_S
             try:
                 events, active_keys = await run_in_threadpool(self._read, subscriptions, recheck)

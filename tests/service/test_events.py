@@ -4,6 +4,7 @@ Last-Event-ID, the end, keep-alives while idle, live events written meanwhile, a
 A worker's writes are made here with the same repository functions the worker calls (tests/worker and the
 Celery and embedded tests run the real worker against the streams)."""
 
+import asyncio
 import json
 import threading
 import time
@@ -17,8 +18,8 @@ from sqlalchemy import Engine, event
 
 from service import generation_repository, repository
 from service.auth import revoke_api_key
-from service.db import create_session_factory
-from service.event_stream import POLL_INTERVAL_S
+from service.db import create_db_engine, create_session_factory
+from service.event_stream import POLL_INTERVAL_S, EventHub
 from service.models import Job, JobStatus, new_id
 from service.settings import Settings
 from tests.service.infrastructure import served_over_http
@@ -255,3 +256,21 @@ def test_the_loss_history_has_every_reported_step_once(client: TestClient, engin
         "job_id": job["id"],
         "items": [{"step": step, "subset": ["cat"], **LOSS} for step in (1, 2)],
     }
+
+
+def test_the_poller_stops_quietly_when_the_last_stream_closes_during_its_sleep(tmp_path, caplog):
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    hub = EventHub(create_session_factory(engine))
+
+    async def follow_and_leave() -> None:
+        subscription = hub.subscribe("a-job", "a-key", 0)
+        await asyncio.sleep(POLL_INTERVAL_S / 2)  # the poller is asleep
+        hub.unsubscribe(subscription)
+        assert hub._poller is not None
+        await asyncio.wait_for(hub._poller, timeout=5 * POLL_INTERVAL_S)
+
+    try:
+        asyncio.run(follow_and_leave())
+    finally:
+        engine.dispose()
+    assert "reading the event log failed" not in caplog.text
