@@ -134,6 +134,11 @@ def record_attention(
     return cross, self_attention
 
 
+def random_walk_steps(model: BaseModel, config: MaskConfig) -> int:
+    """Eq. 3's τ for a run: the config's when it gives one, else the base model's."""
+    return model.random_walk_steps if config.tau is None else config.tau
+
+
 def create_masks(
     model: BaseModel, latents: torch.Tensor, prompt_ids: torch.Tensor, names: list[str], config: MaskConfig, seed: int
 ) -> tuple[torch.Tensor, AttentionHeatmaps]:
@@ -143,7 +148,7 @@ def create_masks(
     Retries other timesteps when a concept is not localised, then fails naming the concept.
     """
     generator = torch.Generator().manual_seed(seed)
-    walk_steps = model.random_walk_steps if config.tau is None else config.tau
+    walk_steps = random_walk_steps(model, config)
     best: torch.Tensor | None = None
     for _ in range(config.attempts):
         timestep = torch.randint(0, config.max_timestep, (1,), generator=generator)

@@ -107,10 +107,10 @@ class EventHub:
 
     async def _poll(self) -> None:
         key_checked = time.monotonic()
-        while self._subscriptions:
+        while True:
             await anyio.sleep(POLL_INTERVAL_S)
             subscriptions = list(self._subscriptions)
-            if not subscriptions:  # the last stream closed during the sleep
+            if not subscriptions:  # the last stream has closed
                 break
             recheck = time.monotonic() - key_checked >= KEY_RECHECK_S
             try:

@@ -11,7 +11,7 @@ from attencraft_core.errors import ConceptNotLocalizedError
 from attencraft_core.images import mask_images
 from attencraft_core.methods.attencraft import concept_prompt
 from attencraft_core.models import BaseModel
-from attencraft_core.pipeline import create_masks
+from attencraft_core.pipeline import create_masks, random_walk_steps
 from toyworld.measures import mask_iou, shows_class
 from toyworld.scenes import Scene
 
@@ -89,7 +89,7 @@ def assess_base_model(
         mask_iou_first=float(np.mean(firsts)),
         mask_iou_second=float(np.mean(seconds)),
         not_localized=not_localized,
-        walk_steps=model.random_walk_steps if walk_steps is None else walk_steps,
+        walk_steps=random_walk_steps(model, MaskConfig(tau=walk_steps)),
         single_class_rate=float(np.mean(singles)),
         pair_rate=float(np.mean(pairs)),
         scenes=len(scenes),
